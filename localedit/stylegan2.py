@@ -5,7 +5,7 @@ The module tree, parameter names and shapes match rosinality/stylegan2-pytorch, 
 
     z --mapping--> w --styles--> {layer: σ [B, C_in]} --synthesize--> image
 
-`styles` exposes every modulated layer's σ, the per-channel scale that StyleGAN2 applies to the conv's **input**
+`styles` exposes every modulated layer's σ, the per-channel scale StyleGAN2 applies to the conv's **input**
 channels; `synthesize` consumes an (edited) dict of σ. Modulation is applied to the activations rather than
 folded into per-sample weights: the two are algebraically identical (the parity test compares them), and the
 activation form needs one ordinary conv for a whole batch, which is what a CPU wants.
@@ -352,5 +352,5 @@ class Generator(nn.Module):
 
 
 def seed_to_z(seed: int, style_dim: int) -> Tensor:
-    """One seed → one latent on any machine: z = randn(1, style_dim) from a CPU generator seeded with `seed`."""
+    """One seed → one latent on any machine: randn(1, style_dim) from a CPU generator seeded with `seed`."""
     return torch.randn(1, style_dim, generator=torch.Generator().manual_seed(seed))
