@@ -304,11 +304,16 @@ class Generator(nn.Module):
     def layer_inputs(self, styles: dict[str, Tensor], names: Iterable[str],
                      noise: str = "const") -> dict[str, Tensor]:
         """The raw activations entering each named modulated layer: {name: [B, C_in, h, w]}."""
+        return self.trace(styles, names, noise)[1]
+
+    def trace(self, styles: dict[str, Tensor], names: Iterable[str],
+              noise: str = "const") -> tuple[Tensor, dict[str, Tensor]]:
+        """One synthesis pass that returns the image and the inputs of the named layers."""
         names = tuple(names)
         unknown = sorted(set(names) - set(self.style_layers))
         if unknown:
             raise ValueError(f"unknown style layers {unknown}; known: {list(self.style_layers)}")
-        return self._run(styles, noise, capture=names)[1]
+        return self._run(styles, noise, capture=names)
 
     def _noise(self, i: int, like: Tensor, noise: str) -> Tensor:
         buf = getattr(self.noises, f"noise_{i}")
