@@ -26,3 +26,12 @@ def tiny_generator(tiny_config):
             if name.endswith("noise.weight"):
                 p.fill_(0.1)
     return g
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tiny_generator):
+    """A catalog of the tiny generator with two labelled parts; K=4 on convs.2's 8×8 input."""
+    from localedit.catalog import build_catalog
+
+    catalog = build_catalog(tiny_generator, "convs.2", 4, n_samples=12, progress=False)
+    return catalog.with_parts({"eyes": [0], "mouth": [1, 2]}, epsilon={"eyes": 30.0, "mouth": 10.0})

@@ -1,0 +1,59 @@
+"""`python -m localedit bench`: what an edit costs, measured, as ratios taken within one run.
+
+Goals from the method issue: a warm edit ≤ 1.15 × one synthesis pass (the cache leaves only the query and the
+interpolation on top), and k-means clustering ≤ 0.5 × sample generation when a catalog is built.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from localedit.catalog import build_catalog
+from localedit.edit import Editor
+from localedit.stylegan2 import Generator
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first calls pay for allocation and kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def hardware() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, " \
+           f"torch {torch.__version__}"
+
+
+def bench_edit(editor: Editor, part: str, repeats: int = 30) -> dict[str, float]:
+    """Median warm edit, one synthesis pass and one query, in seconds, with the edit ÷ synthesis ratio."""
+    params = editor.resolve(1, 2, part)
+    result = editor.run(params)  # fills the cache for both seeds
+    styles = editor.sample(params.target, params.truncation).styles
+
+    def synth() -> None:
+        with torch.inference_mode():
+            editor.generator.synthesize(styles)
+
+    edit = _median_seconds(lambda: editor.run(params), repeats)
+    synthesis = _median_seconds(synth, repeats)
+    query = _median_seconds(lambda: editor.query(params), repeats)
+    return {"edit_s": edit, "synthesize_s": synthesis, "edit_over_synthesize": edit / synthesis,
+            "query_s": query, "channels_changed": sum(result.changed.values())}
+
+
+def bench_catalog(generator: Generator, layer: str, k: int, samples: int) -> dict[str, float]:
+    """Catalog build time split into sample generation and clustering, and their ratio."""
+    catalog = build_catalog(generator, layer, k, n_samples=samples, progress=False)
+    t = catalog.timings
+    return {"generation_s": t["generation"], "clustering_s": t["clustering"],
+            "clustering_over_generation": t["clustering"] / t["generation"]}
+

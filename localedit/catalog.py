@@ -1,0 +1,362 @@
+"""The semantic catalog, paper §3.1 and Appendix A.
+
+1. Activations A entering one chosen layer, normalised per sample and per channel, are flattened to a bag of
+   [N·H·W, C] patch embeddings and clustered with spherical (cosine) k-means: U ∈ {0,1}^{N×K×H×W}.
+2. Eq. 1 gives every style layer's contribution matrix, M_kc = mean over n,h,w of A²_nchw · U_nkhw, with U
+   resized by nearest neighbour to that layer's resolution. Normalised A makes Σ_k M_kc = mean A² = 1.
+3. A person names parts: a part is a set of cluster ids, and its row of M is the sum of its clusters' rows, so
+   relabelling needs no recomputation.
+
+`Catalog.to_state` / `Catalog.from_state` convert to and from (catalog.json dict, catalog.safetensors tensors);
+reading and writing the files is hub.py's job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from localedit.kmeans import spherical_kmeans
+from localedit.stylegan2 import Generator, seed_to_z
+
+FORMAT_VERSION = 1
+DEFAULT_EPSILON = 10.0  # a starting budget; tune it per part when labelling
+DEFAULT_THRESHOLD = 0.1  # the paper's ρ/(1+ρ) with ρ = 1/9
+PART_COLORS = {
+    "eyes": "#1f77b4", "eyebrows": "#9467bd", "nose": "#ff7f0e", "mouth": "#d62728", "teeth": "#f7f7f7",
+    "hair": "#8c564b", "skin": "#f2b880", "ears": "#17becf", "neck": "#bcbd22", "background": "#7f7f7f",
+}
+_FALLBACK_COLORS = ("#e377c2", "#2ca02c", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#dbdb8d")
+_NAME = re.compile(r"^\w[\w-]*$")
+_COLOR = re.compile(r"^#[0-9a-f]{6}$")
+
+
+def default_color(name: str) -> str:
+    """A part's colour: a fixed one for common part names, else a stable pick from a small palette."""
+    return PART_COLORS.get(name, _FALLBACK_COLORS[zlib.crc32(name.encode()) % len(_FALLBACK_COLORS)])
+
+
+# --- Eq. 1 -----------------------------------------------------------------------------------------------
+
+
+def normalize_activations(a: Tensor, eps: float = 1e-8) -> Tensor:
+    """a [N, C, H, W] → zero mean, unit variance over (H, W) for every sample and channel (§3.1)."""
+    if a.ndim != 4:
+        raise ValueError(f"activations must have shape [N, C, H, W], got {list(a.shape)}")
+    centered = a - a.mean(dim=(2, 3), keepdim=True)
+    # The population variance makes mean(A²) = 1 exactly, which is what Σ_k M_kc = 1 rests on. (A norm of the
+    # centred maps is several times faster on CPU than torch.var_mean, and as accurate.)
+    var = torch.linalg.vector_norm(centered, dim=(2, 3), keepdim=True).square() / (a.shape[2] * a.shape[3])
+    return centered.mul_(torch.rsqrt(var + eps))
+
+
+def cluster_maps(a: Tensor, centroids: Tensor) -> Tensor:
+    """Activations [N, C, H, W] and unit centroids [K, C] → cluster labels U [N, H, W] by maximum cosine."""
+    if a.ndim != 4 or centroids.ndim != 2 or a.shape[1] != centroids.shape[1]:
+        raise ValueError(f"need activations [N, C, H, W] and centroids [K, C] with the same C, got "
+                         f"{list(a.shape)} and {list(centroids.shape)}")
+    # A row's norm does not change its argmax, so only the centroids need unit length.
+    return torch.einsum("nchw,kc->nkhw", a, centroids.to(a)).argmax(dim=1)
+
+
+def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of label maps [N, h, w] → [N, H, W], sampling at pixel centres.
+
+    Output pixel i reads input pixel ⌊(i + ½)·h/H⌋ (torch's "nearest-exact"), in integers so it is exact.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must have shape [N, h, w], got {list(labels.shape)}")
+    (h, w), (out_h, out_w) = labels.shape[1:], size
+    rows = (torch.arange(out_h, device=labels.device) * 2 + 1) * h // (2 * out_h)
+    cols = (torch.arange(out_w, device=labels.device) * 2 + 1) * w // (2 * out_w)
+    return labels[:, rows][:, :, cols]
+
+
+def contribution_sum(a: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Eq. 1 before the mean: Σ_{n,h,w} A²·U → [K, C], for normalised A [N, C, H, W] and labels [N, h, w].
+
+    Divide the total over all batches by the total N·H·W to get M; see `contribution`.
+    """
+    if a.ndim != 4 or labels.ndim != 3 or labels.shape[0] != a.shape[0]:
+        raise ValueError(f"need activations [N, C, H, W] and labels [N, h, w] with the same N, got "
+                         f"{list(a.shape)} and {list(labels.shape)}")
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < k:
+        raise ValueError(f"labels must be cluster ids in [0, {k}), got {int(labels.min())}..{int(labels.max())}")
+    n, c, h, w = a.shape
+    squares = a.square()
+    if h % labels.shape[1] == 0 and w % labels.shape[2] == 0:
+        # Labels coarser than the layer: nearest upsampling by an integer factor gives each label a whole block,
+        # so sum A² over the blocks first and scatter at the labels' resolution.
+        fh, fw = h // labels.shape[1], w // labels.shape[2]
+        squares = squares.reshape(n, c, h // fh, fh, w // fw, fw).sum(dim=(3, 5))
+    else:
+        labels = resize_labels(labels, (h, w))
+    index = labels.reshape(n, 1, -1).expand(-1, c, -1)
+    sums = torch.zeros(n, c, k, dtype=a.dtype, device=a.device)
+    sums.scatter_add_(2, index, squares.reshape(n, c, -1))
+    return sums.sum(dim=0).T
+
+
+def contribution(a: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Eq. 1: M [K, C] = mean over n,h,w of A²·U, with labels [N, h, w] resized to A's [H, W]."""
+    n, _, h, w = a.shape
+    return contribution_sum(a, labels, k) / (n * h * w)
+
+
+# --- parts and the catalog -------------------------------------------------------------------------------
+
+
+def _check_epsilon(name: str, value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):  # JSON has no infinity, so a stored ε is finite
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named semantic part: a set of clusters and its sequential-query settings (§3.2.3).
+
+    epsilon_per_layer overrides ε for some style layers; it accepts a mapping and is stored as sorted pairs so
+    the part stays immutable. An empty colour picks `default_color(name)`.
+    """
+
+    name: str
+    clusters: tuple[int, ...]
+    epsilon: float = DEFAULT_EPSILON
+    epsilon_per_layer: tuple[tuple[str, float], ...] = ()
+    threshold: float = DEFAULT_THRESHOLD
+    color: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"part name must be letters, digits, '_' or '-', got {self.name!r}")
+        clusters = tuple(int(c) for c in self.clusters)
+        if not clusters or len(set(clusters)) != len(clusters) or min(clusters) < 0:
+            raise ValueError(f"part {self.name!r}: clusters must be distinct ids ≥ 0, got {self.clusters}")
+        per_layer = dict(self.epsilon_per_layer)
+        overrides = tuple(sorted((str(layer), _check_epsilon(f"part {self.name!r}: epsilon[{layer!r}]", eps))
+                                 for layer, eps in per_layer.items()))
+        if not 0 <= float(self.threshold) < 1:
+            raise ValueError(f"part {self.name!r}: threshold must be in [0, 1), got {self.threshold}")
+        color = (self.color or default_color(self.name)).lower()
+        if not _COLOR.match(color):
+            raise ValueError(f"part {self.name!r}: color must look like '#rrggbb', got {self.color!r}")
+        object.__setattr__(self, "clusters", clusters)
+        object.__setattr__(self, "epsilon", _check_epsilon(f"part {self.name!r}: epsilon", self.epsilon))
+        object.__setattr__(self, "epsilon_per_layer", overrides)
+        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "color", color)
+
+    def epsilon_map(self, layers: Iterable[str]) -> dict[str, float]:
+        """The budget ε for each of `layers`: its override, else the part's ε (for `sequential_query`)."""
+        overrides = dict(self.epsilon_per_layer)
+        return {layer: overrides.get(layer, self.epsilon) for layer in layers}
+
+    def to_dict(self) -> dict:
+        return {"clusters": list(self.clusters), "epsilon": self.epsilon,
+                "epsilon_per_layer": dict(self.epsilon_per_layer), "threshold": self.threshold,
+                "color": self.color}
+
+
+_META_KEYS = {"format_version", "layer", "k", "n_samples", "truncation", "seed", "style_layers", "parts",
+              "timings"}
+_PART_KEYS = {"clusters", "epsilon", "epsilon_per_layer", "threshold", "color"}
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """Clusters of one layer and, for every style layer, M [K, C_l] (Eq. 1), plus the named parts.
+
+    layer: the clustering layer's style name (e.g. "convs.3"); its input activations were clustered.
+    centroids: unit centroids [K, C_layer]. M: {style layer: [K, C_l]}, in synthesis order.
+    timings: seconds spent building it (see `build_catalog`), if known.
+    """
+
+    layer: str
+    k: int
+    n_samples: int
+    truncation: float
+    centroids: Tensor
+    M: Mapping[str, Tensor]
+    parts: Mapping[str, Part] = field(default_factory=dict)
+    seed: int = 0
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = self.k
+        if k < 1 or self.centroids.ndim != 2 or self.centroids.shape[0] != k:
+            raise ValueError(f"centroids must have shape [K={k}, C], got {list(self.centroids.shape)}")
+        if self.layer not in self.M:
+            raise ValueError(f"clustering layer {self.layer!r} has no M; layers: {list(self.M)}")
+        bad = {name: list(m.shape) for name, m in self.M.items() if m.ndim != 2 or m.shape[0] != k}
+        if bad:
+            raise ValueError(f"every M must have shape [K={k}, C_l]; wrong: {bad}")
+        if self.M[self.layer].shape[1] != self.centroids.shape[1]:
+            raise ValueError(f"centroids have {self.centroids.shape[1]} channels but layer {self.layer!r} "
+                             f"has {self.M[self.layer].shape[1]}")
+        if self.n_samples < 1 or not math.isfinite(self.truncation):
+            raise ValueError(f"need n_samples ≥ 1 and a finite truncation, got {self.n_samples}, "
+                             f"{self.truncation}")
+        for key, part in self.parts.items():
+            if key != part.name:
+                raise ValueError(f"part stored under {key!r} is named {part.name!r}")
+            if max(part.clusters) >= k:
+                raise ValueError(f"part {key!r}: cluster ids {part.clusters} out of range for K={k}")
+            unknown = sorted({layer for layer, _ in part.epsilon_per_layer} - set(self.M))
+            if unknown:
+                raise ValueError(f"part {key!r}: epsilon_per_layer names unknown layers {unknown}")
+
+    @property
+    def style_layers(self) -> tuple[str, ...]:
+        return tuple(self.M)
+
+    def part_rows(self, part: Part | str) -> dict[str, Tensor]:
+        """A part's row of M for every style layer, {layer: [C_l]}: the sum of its clusters' rows."""
+        part = self.parts[part] if isinstance(part, str) else part
+        if max(part.clusters) >= self.k:
+            raise ValueError(f"part {part.name!r}: cluster ids {part.clusters} out of range for K={self.k}")
+        index = torch.tensor(part.clusters)
+        return {layer: m[index.to(m.device)].sum(dim=0) for layer, m in self.M.items()}
+
+    def with_parts(self, parts: Mapping[str, Iterable[int]], *,
+                   epsilon: Mapping[str, float] | None = None) -> Catalog:
+        """A copy with the named parts set to these cluster ids, e.g. {"eyes": [3, 7]} (labelling, Appendix A).
+
+        Other parts are kept. A part that exists keeps its ε, per-layer overrides, threshold and colour; a new
+        one gets the defaults. `epsilon` {part: ε} sets the default ε of any part, new or old.
+        """
+        epsilon = dict(epsilon or {})
+        unknown = sorted(set(epsilon) - set(parts) - set(self.parts))
+        if unknown:
+            raise ValueError(f"epsilon given for parts that do not exist: {unknown}")
+        updated = dict(self.parts)
+        for name, clusters in parts.items():
+            old = self.parts.get(name)
+            updated[name] = Part(name, tuple(clusters)) if old is None else replace(old, clusters=tuple(clusters))
+        for name, eps in epsilon.items():
+            updated[name] = replace(updated[name], epsilon=eps)
+        return replace(self, parts=updated)
+
+    def without_parts(self, names: Iterable[str]) -> Catalog:
+        """A copy without the named parts."""
+        names = set(names)
+        unknown = sorted(names - set(self.parts))
+        if unknown:
+            raise ValueError(f"no such parts: {unknown}; parts: {list(self.parts)}")
+        return replace(self, parts={n: p for n, p in self.parts.items() if n not in names})
+
+    def to_state(self) -> tuple[dict, dict[str, Tensor]]:
+        """(catalog.json content, catalog.safetensors tensors): "centroids" and one M per style layer."""
+        meta = {"format_version": FORMAT_VERSION, "layer": self.layer, "k": self.k,
+                "n_samples": self.n_samples, "truncation": self.truncation, "seed": self.seed,
+                "style_layers": list(self.M), "parts": {name: p.to_dict() for name, p in self.parts.items()},
+                "timings": dict(self.timings)}
+        tensors = {"centroids": self.centroids, **self.M}
+        return meta, {key: t.detach().to("cpu", torch.float32).contiguous() for key, t in tensors.items()}
+
+    @classmethod
+    def from_state(cls, meta: Mapping, tensors: Mapping[str, Tensor]) -> Catalog:
+        """Inverse of `to_state`, checking that the json and the tensors describe the same catalog."""
+        missing, unknown = sorted(_META_KEYS - set(meta) - {"timings"}), sorted(set(meta) - _META_KEYS)
+        if missing or unknown:
+            raise ValueError(f"catalog.json: missing keys {missing}, unexpected keys {unknown}")
+        if meta["format_version"] != FORMAT_VERSION:
+            raise ValueError(f"catalog.json: format_version {meta['format_version']} is not {FORMAT_VERSION}")
+        layers = list(meta["style_layers"])
+        expected = {"centroids", *layers}
+        if set(tensors) != expected:
+            raise ValueError(f"catalog.safetensors: missing tensors {sorted(expected - set(tensors))}, "
+                             f"unexpected tensors {sorted(set(tensors) - expected)}")
+        parts = {}
+        for name, spec in dict(meta["parts"]).items():
+            if set(spec) != _PART_KEYS:
+                raise ValueError(f"catalog.json: part {name!r} must have keys {sorted(_PART_KEYS)}, "
+                                 f"got {sorted(spec)}")
+            parts[name] = Part(name=name, clusters=tuple(spec["clusters"]), epsilon=spec["epsilon"],
+                               epsilon_per_layer=spec["epsilon_per_layer"], threshold=spec["threshold"],
+                               color=spec["color"])
+        k = meta["k"]
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise ValueError(f"catalog.json: k must be an integer, got {k!r}")
+        return cls(layer=meta["layer"], k=k, n_samples=int(meta["n_samples"]),
+                   truncation=float(meta["truncation"]), centroids=tensors["centroids"],
+                   M={layer: tensors[layer] for layer in layers}, parts=parts, seed=int(meta["seed"]),
+                   timings={key: float(v) for key, v in dict(meta.get("timings", {})).items()})
+
+
+# --- building a catalog ----------------------------------------------------------------------------------
+
+
+def _synchronize(device: torch.device) -> None:
+    # Asynchronous devices must finish their queue before a clock is read, or the timings lie.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200, truncation: float = 0.7,
+                  seed: int = 0, batch: int = 16, progress: bool = True) -> Catalog:
+    """Sample seeds seed … seed+n_samples−1, cluster `layer`'s input activations, and compute M everywhere.
+
+    Pass 1 keeps only the clustering layer's normalised activations ([n_samples·h·w, C] floats) and the
+    styles. Pass 2 regenerates each batch from its cached styles and accumulates Eq. 1 for every style layer:
+    keeping every layer's activations would take about 100 MB per sample for a 256-pixel model, while the
+    second pass costs one more generation. `timings` records seconds: "generation" (pass 1's generator calls,
+    i.e. generating the samples once), "clustering" (k-means), "contribution" (pass 2) and "total".
+    """
+    if layer not in generator.style_layers:
+        raise ValueError(f"unknown layer {layer!r}; style layers: {list(generator.style_layers)}")
+    if n_samples < 1 or batch < 1:
+        raise ValueError(f"need n_samples ≥ 1 and batch ≥ 1, got {n_samples} and {batch}")
+    device = generator.latent_avg.device
+    seeds = [list(range(start, min(start + batch, seed + n_samples)))
+             for start in range(seed, seed + n_samples, batch)]
+    timings = dict.fromkeys(("generation", "clustering", "contribution"), 0.0)
+    start_all = time.perf_counter()
+    with torch.no_grad():
+        cached_styles, rows, filled = [], None, 0
+        for batch_seeds in tqdm(seeds, desc="activations", disable=not progress, leave=False):
+            tick = time.perf_counter()
+            z = torch.cat([seed_to_z(s, generator.style_dim) for s in batch_seeds]).to(device)
+            styles = generator.styles(generator.truncate(generator.mapping(z), truncation))
+            acts = generator.layer_inputs(styles, [layer])[layer]
+            _synchronize(device)
+            timings["generation"] += time.perf_counter() - tick
+            cached_styles.append(styles)
+            a = normalize_activations(acts)
+            if rows is None:
+                rows = torch.empty(n_samples * a.shape[2] * a.shape[3], a.shape[1], dtype=a.dtype, device=device)
+            flat = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])  # rows in (n, h, w) order
+            rows[filled:filled + len(flat)] = flat
+            filled += len(flat)
+
+        tick = time.perf_counter()
+        centroids, labels = spherical_kmeans(rows, k, seed=seed, progress=progress)
+        _synchronize(device)
+        timings["clustering"] = time.perf_counter() - tick
+        labels = labels.view(n_samples, *a.shape[2:])
+        del rows, flat, a
+
+        tick = time.perf_counter()
+        sums: dict[str, Tensor] = {}
+        positions: dict[str, int] = {}
+        for styles, batch_labels in tqdm(list(zip(cached_styles, labels.split(batch), strict=True)),
+                                         desc="contributions", disable=not progress, leave=False):
+            for name, acts in generator.layer_inputs(styles, generator.style_layers).items():
+                part_sum = contribution_sum(normalize_activations(acts), batch_labels, k).double()
+                sums[name] = sums[name] + part_sum if name in sums else part_sum
+                positions[name] = positions.get(name, 0) + acts.shape[0] * acts.shape[2] * acts.shape[3]
+        M = {name: (sums[name] / positions[name]).float() for name in generator.style_layers}
+        _synchronize(device)
+        timings["contribution"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - start_all
+    return Catalog(layer=layer, k=k, n_samples=n_samples, truncation=float(truncation), centroids=centroids,
+                   M=M, seed=seed, timings=timings)

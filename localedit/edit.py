@@ -1,0 +1,190 @@
+"""The editor: two seeds and a part in, a locally edited image out (paper §3.2, Eq. 3).
+
+Each seed's styles, image and cluster map are computed once and kept in a bounded LRU cache, so a warm edit
+costs exactly one synthesis pass: the query (a few sorts) and σ_G = σ_T + q ⊙ (σ_R − σ_T) are negligible.
+Everything runs at batch 1, so an edit's bytes do not depend on what else was computed before it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from localedit.catalog import Catalog, cluster_maps, normalize_activations
+from localedit.color import in_out_mse, srgb_to_lab
+from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
+from localedit.stylegan2 import Generator, seed_to_z
+
+METHODS = ("sequential", "simultaneous", "global")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class EditParams:
+    """Every knob of one edit, fully resolved: the same params give the same bytes."""
+
+    target: int
+    reference: int
+    part: str
+    method: str
+    epsilon: float
+    threshold: float
+    lam: float
+    truncation: float
+
+
+@dataclass(frozen=True)
+class EditResult:
+    params: EditParams
+    target: np.ndarray  # uint8 [H, W, 3]
+    reference: np.ndarray  # uint8 [H, W, 3]
+    edited: np.ndarray  # uint8 [H, W, 3]
+    diff: np.ndarray  # float32 [H, W], squared CIELAB error between target and edited
+    roi: np.ndarray  # bool [H, W], the part's clusters on the target
+    changed: dict[str, int]  # style layer → number of channels with q > 0
+    in_mse: float
+    out_mse: float
+
+
+@dataclass(frozen=True)
+class _Sample:
+    styles: dict[str, Tensor]  # layer → σ [1, C]
+    image: Tensor  # [1, 3, H, W]
+    pixels: np.ndarray  # uint8 [H, W, 3]
+    lab: Tensor  # [1, 3, H, W] CIELAB, so a warm edit converts only the edited image
+    clusters: Tensor  # [H, W] cluster id per pixel, at image resolution
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """[1, 3, H, W] in [-1, 1] → uint8 [H, W, 3]."""
+    return ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def check_seed(name: str, seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return int(seed)
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+class Editor:
+    """Local edits on one generator with its catalog."""
+
+    def __init__(self, generator: Generator, catalog: Catalog, cache_size: int = 128,
+                 include_torgb: bool = True):
+        self.generator = generator.eval()
+        self.catalog = catalog
+        self.include_torgb = include_torgb
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, float], _Sample] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.catalog.parts)
+
+    def resolve(self, target_seed: object, reference_seed: object, part: str, epsilon: float | None = None,
+                threshold: float | None = None, method: str = "sequential", lam: float | None = None,
+                truncation: float | None = None) -> EditParams:
+        """Validate every input and fill defaults from the catalog; raises ValueError saying what is allowed."""
+        if part not in self.catalog.parts:
+            raise ValueError(f"unknown part {part!r}; this model's parts are {list(self.catalog.parts)}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        p = self.catalog.parts[part]
+        return EditParams(
+            target=check_seed("target", target_seed),
+            reference=check_seed("reference", reference_seed),
+            part=part,
+            method=method,
+            epsilon=_check_number("epsilon", p.epsilon if epsilon is None else epsilon, 0, 1e4),
+            threshold=_check_number("threshold", p.threshold if threshold is None else threshold, 0, 0.99),
+            lam=_check_number("lambda", 1.0 if lam is None else lam, 0, 1e3 if method != "global" else 1),
+            truncation=_check_number("truncation", self.generator.config.truncation
+                                     if truncation is None else truncation, 0, 1),
+        )
+
+    def edit(self, target_seed: object, reference_seed: object, part: str, epsilon: float | None = None,
+             threshold: float | None = None, method: str = "sequential", lam: float | None = None,
+             truncation: float | None = None) -> EditResult:
+        params = self.resolve(target_seed, reference_seed, part, epsilon, threshold, method, lam, truncation)
+        return self.run(params)
+
+    def run(self, params: EditParams) -> EditResult:
+        target = self.sample(params.target, params.truncation)
+        reference = self.sample(params.reference, params.truncation)
+        q = self.query(params)
+        with torch.inference_mode():
+            edited = self.generator.synthesize(interpolate(target.styles, reference.styles, q))
+            diff = (srgb_to_lab(edited) - target.lab).square().sum(dim=1)[0]  # squared ΔE*76
+            roi = torch.isin(target.clusters, torch.tensor(self.catalog.parts[params.part].clusters))
+            in_mse, out_mse = in_out_mse(diff[None], roi[None])
+        return EditResult(
+            params=params,
+            target=target.pixels,
+            reference=reference.pixels,
+            edited=to_uint8(edited),
+            diff=diff.numpy().astype(np.float32),
+            roi=roi.numpy(),
+            changed={layer: int((v > 0).sum()) for layer, v in q.items()},
+            in_mse=float(in_mse[0]),
+            out_mse=float(out_mse[0]),
+        )
+
+    def query(self, params: EditParams) -> dict[str, Tensor]:
+        """q per style layer for the part; toRGB layers drop out when include_torgb is off."""
+        rows = self.catalog.part_rows(self.catalog.parts[params.part])
+        if not self.include_torgb:
+            rows = {k: v for k, v in rows.items() if not k.startswith("to_rgb")}
+        if params.method == "sequential":
+            eps = self.layer_epsilons(params)
+            return sequential_query(rows, {layer: eps[layer] for layer in rows}, params.threshold)
+        if params.method == "simultaneous":
+            return simultaneous_query(rows, params.lam)
+        return global_query(rows, params.lam)
+
+    def layer_epsilons(self, params: EditParams) -> dict[str, float]:
+        """ε per style layer: the part's per-layer profile, scaled so that its base ε becomes params.epsilon.
+
+        At the part's default ε this is exactly the catalog's profile; moving the ε slider scales every layer.
+        """
+        part = self.catalog.parts[params.part]
+        profile = part.epsilon_map(self.catalog.style_layers)
+        if part.epsilon == 0:
+            return dict.fromkeys(profile, params.epsilon)
+        return {layer: eps * params.epsilon / part.epsilon for layer, eps in profile.items()}
+
+    def sample(self, seed: int, truncation: float) -> _Sample:
+        """A seed's styles, image and cluster map, from the LRU cache when warm."""
+        key = (seed, truncation)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        g = self.generator
+        with torch.inference_mode():
+            styles = g.styles(g.truncate(g.mapping(seed_to_z(seed, g.style_dim)), truncation))
+            image, inputs = g.trace(styles, [self.catalog.layer])
+            act = normalize_activations(inputs[self.catalog.layer])
+            labels = cluster_maps(act, self.catalog.centroids)  # [1, h, w]
+            clusters = F.interpolate(labels[:, None].float(), size=image.shape[-2:], mode="nearest")[0, 0].long()
+            sample = _Sample(styles=styles, image=image, pixels=to_uint8(image), lab=srgb_to_lab(image),
+                             clusters=clusters)
+        with self._lock:
+            self._cache[key] = sample
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return sample

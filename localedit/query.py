@@ -1,0 +1,126 @@
+"""Query vectors and conditioned interpolation, paper §3.2.2–3.2.3.
+
+The edit is Eq. 3 with a diagonal Q: σ_G = σ_T + q ⊙ (σ_R − σ_T), one query vector q ∈ [0, 1]^C per style
+layer. The queries:
+
+- global (Eq. 2): q = λ on every channel, a plain interpolation towards the reference;
+- simultaneous (Eq. 4): q = min(1, λ·M_part), every channel at once, scaled by its contribution to the part;
+- sequential (Eq. 5): the greedy solution used by the official code, channels taken in order of relevance
+  while their summed effect outside the part stays under a budget ε, and only where M_part > threshold.
+
+`M` is always a part's row of the catalog matrix for each style layer: {layer: [C_l]}, the sum of its clusters'
+rows (Eq. 1). Every function is pure and keeps the dtype and device of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+def _check_number(name: str, value: float, *, upper: float = math.inf, allow_inf: bool = False) -> float:
+    value = float(value)
+    if math.isnan(value) or value < 0 or value > upper or (math.isinf(value) and not allow_inf):
+        if math.isfinite(upper):
+            rule = f"in [0, {upper:g}]"
+        else:
+            rule = "≥ 0 (inf allowed)" if allow_inf else "finite and ≥ 0"
+        raise ValueError(f"{name} must be {rule}, got {value}")
+    return value
+
+
+def _check_rows(M: Mapping[str, Tensor]) -> None:
+    for layer, row in M.items():
+        if row.ndim != 1:
+            raise ValueError(f"M[{layer!r}] must be a part's row of shape [C], got {list(row.shape)}")
+
+
+def global_query(M: Mapping[str, Tensor], lam: float) -> dict[str, Tensor]:
+    """Eq. 2: q = λ on every channel of every layer in M. λ ∈ [0, 1]; M {layer: [C_l]} only gives the shapes."""
+    lam = _check_number("lam", lam, upper=1.0)
+    _check_rows(M)
+    return {layer: torch.full_like(row, lam) for layer, row in M.items()}
+
+
+def simultaneous_query(M: Mapping[str, Tensor], lam: float) -> dict[str, Tensor]:
+    """Eq. 4: q = min(1, λ·M_part) for M {layer: [C_l]}; λ ≥ 0 and finite (values above 1 are meaningful)."""
+    lam = _check_number("lam", lam)
+    _check_rows(M)
+    # A part's row is a sum of cluster rows and can dip below 0 only through rounding; q stays in [0, 1].
+    return {layer: (lam * row).clamp(0, 1) for layer, row in M.items()}
+
+
+def sequential_query(
+    M: Mapping[str, Tensor],
+    epsilon: float | Mapping[str, float],
+    threshold: float = 0.1,
+    *,
+    default_epsilon: float = 0.0,
+) -> dict[str, Tensor]:
+    """Eq. 5, solved greedily for each layer independently: M {layer: [C_l]} → q {layer: [C_l]} in {0, 1}.
+
+    Channels are sorted by M_part, descending; q = 1 where the running cost Σ(1 − M_part) stays below ε and
+    M_part > threshold (the paper's ρ/(1+ρ)), q = 0 elsewhere.
+
+    epsilon: one budget for every layer, or {layer: ε} per layer; layers missing from the mapping use
+        `default_epsilon` (0: left unedited), and entries for layers not in M are ignored, so layers can be
+        dropped from M (e.g. toRGB) without touching ε. ε may be infinite, leaving only the threshold.
+    threshold: in [0, 1).
+    """
+    threshold = float(threshold)
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1) (it is ρ/(1+ρ) for ρ ≥ 0), got {threshold}")
+    _check_rows(M)
+    if isinstance(epsilon, Mapping):
+        default = _check_number("default_epsilon", default_epsilon, allow_inf=True)
+        budgets = {layer: _check_number(f"epsilon[{layer!r}]", epsilon.get(layer, default), allow_inf=True)
+                   for layer in M}
+    else:
+        eps = _check_number("epsilon", epsilon, allow_inf=True)
+        budgets = dict.fromkeys(M, eps)
+
+    q = {}
+    for layer, row in M.items():
+        order = torch.argsort(row, descending=True, stable=True)
+        relevance = row[order]
+        # The cost outside the part is 1 − M per channel; Σ_k M ≈ 1 only up to rounding, so a part's row can
+        # exceed 1 by a hair, and clamping keeps ε = 0 meaning "change nothing".
+        cost = torch.cumsum((1 - relevance).clamp_min(0), dim=0)
+        chosen = (cost < budgets[layer]) & (relevance > threshold)
+        q[layer] = torch.zeros_like(row).index_put((order,), chosen.to(row.dtype))
+    return q
+
+
+def interpolate(
+    s_target: Mapping[str, Tensor], s_reference: Mapping[str, Tensor], q: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Eq. 3 with Q = diag(q): σ_G = σ_T + q ⊙ (σ_R − σ_T), layer by layer.
+
+    s_target, s_reference: {layer: σ [B, C_l]} with the same layers (a [1, C_l] reference broadcasts over B).
+    q: {layer: [C_l]}; layers missing from q keep the target's style (e.g. toRGB layers left out by choice).
+    Returns {layer: [B, C_l]} in the target's layer order; unedited layers are the target's own tensors.
+    """
+    if set(s_target) != set(s_reference):
+        raise ValueError(f"target and reference styles differ in layers: "
+                         f"{sorted(set(s_target) ^ set(s_reference))}")
+    unknown = sorted(set(q) - set(s_target))
+    if unknown:
+        raise ValueError(f"q names layers that are not in the styles: {unknown}")
+    out = {}
+    for layer, target in s_target.items():
+        if layer not in q:
+            out[layer] = target
+            continue
+        reference, weight = s_reference[layer], q[layer]
+        if target.ndim != 2 or reference.ndim != 2 or weight.ndim != 1:
+            raise ValueError(f"layer {layer!r}: styles must be [B, C] and q [C], got target "
+                             f"{list(target.shape)}, reference {list(reference.shape)}, q {list(weight.shape)}")
+        if not target.shape[1] == reference.shape[1] == weight.shape[0]:
+            raise ValueError(f"layer {layer!r}: channel counts differ: target {target.shape[1]}, "
+                             f"reference {reference.shape[1]}, q {weight.shape[0]}")
+        # lerp is exact at both ends (q = 0 gives σ_T, q = 1 gives σ_R), so the identities hold bit for bit.
+        out[layer] = torch.lerp(target, reference, weight.to(target.dtype))
+    return out

@@ -1,0 +1,62 @@
+"""Composite pictures of a model: the catalog contact sheet, edit strips and the paper's Fig. 3 grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from localedit import viz
+from localedit.edit import Editor, EditResult, to_uint8
+
+
+def _scale_for(image: np.ndarray, target: int = 192) -> int:
+    return max(1, target // image.shape[0])
+
+
+def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float) -> Image.Image:
+    """Samples with their cluster maps overlaid, and a numbered legend, so a person can name the clusters."""
+    catalog = editor.catalog
+    cells = []
+    for seed in seeds:
+        sample = editor.sample(seed, truncation)
+        small = to_uint8(sample.image)
+        image = viz.upscale(small, _scale_for(small, 128))
+        clusters = viz.upscale(sample.clusters.numpy(), image.shape[0] // sample.clusters.shape[0])
+        cells.append([image, viz.cluster_overlay(image, clusters)])
+    names = {c: name for name, part in catalog.parts.items() for c in part.clusters}
+    rows = [[pair[0] for pair in cells[i:i + 4]] + [pair[1] for pair in cells[i:i + 4]]
+            for i in range(0, len(cells), 4)]
+    return viz.beside(viz.grid(rows), viz.legend(catalog.k, names))
+
+
+def edit_strip(editor: Editor, result: EditResult) -> Image.Image:
+    """target | reference | edited | diff (with the part's ROI outlined), upscaled."""
+    scale = _scale_for(result.target)
+    color = editor.catalog.parts[result.params.part].color
+    images = [viz.upscale(result.target, scale), viz.upscale(result.reference, scale),
+              viz.upscale(result.edited, scale), viz.diff_image(result.diff, result.roi, color, scale)]
+    p = result.params
+    captions = [f"target {p.target}", f"reference {p.reference}", f"edited: {p.part}",
+                f"diff  in {result.in_mse:.1f} / out {result.out_mse:.1f}"]
+    return viz.labelled_row(images, captions)
+
+
+def edit_grid(editor: Editor, targets: Sequence[int], references: Sequence[int], parts: Sequence[str],
+              **knobs: float | str | None) -> Image.Image:
+    """The paper's Fig. 3: references across the top; for each part, the targets down the side and their edits.
+
+    Row 0 is blank + references; then, per part, one row per target: the target, then its edit by each reference.
+    """
+    blank = None
+    rows: list[list[np.ndarray]] = []
+    for part in parts:
+        for t in targets:
+            results = [editor.edit(t, r, part, **knobs) for r in references]
+            scale = _scale_for(results[0].target, 96)
+            if blank is None:
+                blank = np.full_like(viz.upscale(results[0].target, scale), 255)
+                rows.append([blank] + [viz.upscale(res.reference, scale) for res in results])
+            rows.append([viz.upscale(results[0].target, scale)] + [viz.upscale(res.edited, scale) for res in results])
+    return viz.grid(rows)

@@ -1,0 +1,106 @@
+"""Pictures people look at: diff heatmaps with the ROI outline, edit strips, Fig. 3 grids, contact sheets.
+
+All functions take and return uint8 numpy arrays [H, W, 3] (or PIL images for annotated sheets), so the CLI,
+the app and the evaluation share one look.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# A perceptual dark-to-bright ramp (black → purple → orange → pale yellow), sampled at 256 steps.
+_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                  [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+_LUT = np.stack([np.interp(np.linspace(0, len(_RAMP) - 1, 256), np.arange(len(_RAMP)), _RAMP[:, c])
+                 for c in range(3)], axis=1).round().astype(np.uint8)
+
+# Distinct colours for cluster maps; cluster k uses PALETTE[k % len(PALETTE)].
+PALETTE = np.array([
+    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
+    [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180],
+    [0, 0, 128], [128, 128, 128]], dtype=np.uint8)
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    c = color.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling: pixels stay crisp instead of blurring into a postage stamp."""
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a boolean mask [H, W] (inside pixels with an outside 4-neighbour)."""
+    padded = np.pad(mask, 1, mode="edge")
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
+def heatmap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """[H, W] non-negative values → uint8 [H, W, 3] on the ramp; vmax defaults to the 99th percentile."""
+    top = float(np.percentile(values, 99)) if vmax is None else vmax
+    idx = np.clip(values / max(top, 1e-8), 0, 1) * 255
+    return _LUT[idx.round().astype(np.uint8)]
+
+
+def diff_image(diff: np.ndarray, roi: np.ndarray, color: str, scale: int = 1,
+               vmax: float | None = None) -> np.ndarray:
+    """The squared-error heatmap, upscaled, with the ROI outline drawn in the part's colour."""
+    image = upscale(heatmap(diff, vmax), scale)
+    edge = outline(upscale(roi, scale))
+    image[edge] = hex_to_rgb(color)
+    return image
+
+
+def cluster_overlay(image: np.ndarray, clusters: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend each pixel with its cluster's colour; clusters [H, W] at the image's resolution."""
+    colours = PALETTE[clusters % len(PALETTE)].astype(np.float32)
+    return (image * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def labelled_row(images: list[np.ndarray], captions: list[str], pad: int = 4) -> Image.Image:
+    """Images side by side with a caption above each."""
+    h = max(i.shape[0] for i in images)
+    w = sum(i.shape[1] for i in images) + pad * (len(images) + 1)
+    sheet = Image.new("RGB", (w, h + 18 + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    x = pad
+    for image, caption in zip(images, captions, strict=True):
+        draw.text((x, 3), caption, fill="black")
+        sheet.paste(Image.fromarray(image), (x, 18))
+        x += image.shape[1] + pad
+    return sheet
+
+
+def grid(cells: list[list[np.ndarray]], pad: int = 2, background: str = "white") -> Image.Image:
+    """A rows × columns grid of equally sized images."""
+    h, w = cells[0][0].shape[:2]
+    rows, cols = len(cells), max(len(r) for r in cells)
+    sheet = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), background)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            sheet.paste(Image.fromarray(cell), (pad + c * (w + pad), pad + r * (h + pad)))
+    return sheet
+
+
+def legend(k: int, names: dict[int, str] | None = None, swatch: int = 14) -> Image.Image:
+    """A numbered colour legend for k clusters, with part names where clusters are labelled."""
+    names = names or {}
+    sheet = Image.new("RGB", (150, (swatch + 4) * k + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i in range(k):
+        y = 4 + i * (swatch + 4)
+        draw.rectangle([4, y, 4 + swatch, y + swatch], fill=tuple(int(v) for v in PALETTE[i % len(PALETTE)]))
+        draw.text((8 + swatch, y + 1), f"{i}" + (f"  {names[i]}" if i in names else ""), fill="black")
+    return sheet
+
+
+def beside(left: Image.Image, right: Image.Image, pad: int = 6) -> Image.Image:
+    sheet = Image.new("RGB", (left.width + right.width + pad, max(left.height, right.height)), "white")
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width + pad, 0))
+    return sheet
