@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from localedit.catalog import Catalog, cluster_maps, normalize_activations
+from localedit.catalog import Catalog, cluster_maps, normalize_activations, resize_labels
 from localedit.color import in_out_mse, srgb_to_lab
 from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
 from localedit.stylegan2 import Generator, seed_to_z
@@ -65,6 +64,14 @@ class _Sample:
 def to_uint8(image: Tensor) -> np.ndarray:
     """[1, 3, H, W] in [-1, 1] → uint8 [H, W, 3]."""
     return ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def synthesize_with_clusters(generator: Generator, catalog: Catalog,
+                             styles: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """One synthesis pass → (images [B, 3, H, W], cluster id per pixel [B, H, W] at image resolution)."""
+    image, inputs = generator.trace(styles, [catalog.layer])
+    labels = cluster_maps(normalize_activations(inputs[catalog.layer]), catalog.centroids)  # [B, h, w]
+    return image, resize_labels(labels, image.shape[-2:])
 
 
 def check_seed(name: str, seed: object) -> int:
@@ -177,12 +184,9 @@ class Editor:
         g = self.generator
         with torch.inference_mode():
             styles = g.styles(g.truncate(g.mapping(seed_to_z(seed, g.style_dim)), truncation))
-            image, inputs = g.trace(styles, [self.catalog.layer])
-            act = normalize_activations(inputs[self.catalog.layer])
-            labels = cluster_maps(act, self.catalog.centroids)  # [1, h, w]
-            clusters = F.interpolate(labels[:, None].float(), size=image.shape[-2:], mode="nearest")[0, 0].long()
+            image, clusters = synthesize_with_clusters(g, self.catalog, styles)
             sample = _Sample(styles=styles, image=image, pixels=to_uint8(image), lab=srgb_to_lab(image),
-                             clusters=clusters)
+                             clusters=clusters[0])
         with self._lock:
             self._cache[key] = sample
             while len(self._cache) > self.cache_size:

@@ -1,0 +1,336 @@
+"""`python -m localedit <command>`: the command line turns flags into library calls, and holds no logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_catalog(args: argparse.Namespace) -> None:
+    from localedit.catalog import build_catalog
+    from localedit.edit import Editor
+    from localedit.hub import load_model, save_catalog
+    from localedit.sheets import contact_sheet
+
+    model = load_model(args.model)
+    catalog = build_catalog(model.generator, args.layer, args.clusters, n_samples=args.samples,
+                            truncation=args.truncation, seed=args.seed, progress=True)
+    save_catalog(model.folder, catalog)
+    sheet = Path(args.sheet or Path(model.folder) / "catalog.png")
+    contact_sheet(Editor(model.generator, catalog), range(8), catalog.truncation).save(sheet)
+    t = catalog.timings
+    print(f"catalog: {args.layer}, K={args.clusters}, {args.samples} samples "
+          f"(generation {t['generation']:.1f}s, clustering {t['clustering']:.1f}s) → {model.folder}")
+    print(f"contact sheet → {sheet}; name the clusters with: python -m localedit label {args.model} eyes=3,7 ...")
+
+
+def _cmd_label(args: argparse.Namespace) -> None:
+    from localedit.hub import load_model, save_catalog
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    parts = {}
+    for item in args.parts:
+        name, _, ids = item.partition("=")
+        if not name or not ids:
+            raise ValueError(f"parts are written name=id,id,... (e.g. eyes=3,7), got {item!r}")
+        parts[name] = [int(i) for i in ids.split(",")]
+    epsilon = dict(_pair(e, float) for e in args.epsilon)
+    catalog = model.catalog.with_parts(parts, epsilon=epsilon)
+    save_catalog(model.folder, catalog)
+    print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
+
+
+def _pair(item: str, cast: type) -> tuple[str, object]:
+    name, _, value = item.partition("=")
+    if not name or not value:
+        raise ValueError(f"expected name=value, got {item!r}")
+    return name, cast(value)
+
+
+def _cmd_edit(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.hub import load_model
+    from localedit.sheets import edit_grid, edit_strip
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
+    editor = Editor(model.generator, model.catalog, include_torgb=not args.no_torgb)
+    knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
+                 truncation=args.truncation)
+    if args.grid:
+        parts = args.part.split(",") if args.part else list(editor.parts)
+        targets = args.targets or [args.target]
+        references = args.references or [args.reference]
+        image = edit_grid(editor, targets, references, parts, **knobs)
+    else:
+        result = editor.edit(args.target, args.reference, args.part, **knobs)
+        image = edit_strip(editor, result)
+        print(f"in-MSE {result.in_mse:.2f}  out-MSE {result.out_mse:.2f}  "
+              f"channels changed {sum(result.changed.values())}")
+    image.save(args.output)
+    print(f"wrote {args.output}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from localedit.bench import bench_catalog, bench_edit, hardware
+    from localedit.catalog import build_catalog
+    from localedit.edit import Editor
+    from localedit.stylegan2 import Generator, GeneratorConfig
+
+    if args.random:
+        torch.manual_seed(0)
+        generator = Generator(GeneratorConfig(size=args.random, name=f"random-{args.random}")).eval()
+        layer = args.layer or "convs.5"
+        catalog = build_catalog(generator, layer, args.clusters, n_samples=args.samples, progress=False)
+        catalog = catalog.with_parts({"part0": [0]})
+        name = f"random size-{args.random} generator"
+    else:
+        from localedit.hub import load_model
+
+        model = load_model(args.model)
+        generator, catalog, name = model.generator, model.catalog, args.model
+        if catalog is None:
+            raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
+        layer = args.layer or catalog.layer
+    part = args.part or next(iter(catalog.parts))
+    print(f"bench on {name} ({hardware()})")
+    e = bench_edit(Editor(generator, catalog), part, repeats=args.repeats)
+    print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats})")
+    print(f"synthesize      {e['synthesize_s'] * 1e3:8.2f} ms")
+    print(f"edit ÷ synth    {e['edit_over_synthesize']:8.3f}   (goal ≤ 1.15)")
+    print(f"query           {e['query_s'] * 1e3:8.3f} ms")
+    c = bench_catalog(generator, layer, args.clusters, args.samples)
+    print(f"catalog build   generation {c['generation_s']:.2f} s, clustering {c['clustering_s']:.2f} s "
+          f"({args.samples} samples, {layer}, K={args.clusters})")
+    print(f"cluster ÷ gen   {c['clustering_over_generation']:8.3f}   (goal ≤ 0.5)")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import shlex
+
+    import torch
+
+    from localedit.train import TrainConfig, export, train
+
+    torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "-m", "localedit", *sys.argv[1:]])
+    run_dir = Path(args.run_dir)
+    if args.export:
+        checkpoint = Path(args.resume or run_dir / "latest.pt")
+        if not checkpoint.exists():
+            raise ValueError(f"no checkpoint at {checkpoint}: train first, or name one with --resume")
+        export(checkpoint, Path(args.export), args.name, args.description, command)
+        print(f"exported the EMA generator of {checkpoint} → {args.export}")
+        return
+    # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
+    overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed")
+                 if getattr(args, k) is not None}
+    if args.channels:
+        overrides["channels"] = tuple(int(c) for c in args.channels.split(","))
+    if args.fp32:
+        overrides["bf16"] = False
+    train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
+          resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
+          checkpoint_every=args.checkpoint_every, command=command)
+
+
+def _cmd_train_judge(args: argparse.Namespace) -> None:
+    import os
+    import time
+
+    import torch
+
+    from localedit.bench import hardware
+    from localedit.judge import HELDOUT_OFFSET, evaluate_judge, load_judge, model_card, save_judge, train_judge
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    judge = train_judge(steps=args.steps, batch=args.batch, lr=args.lr, n_train=args.n_train, seed=args.seed)
+    seconds = time.perf_counter() - start
+    save_judge(judge, args.out)
+    # Measured on the shipped (float16) weights, as a user will load them.
+    iou = evaluate_judge(load_judge(args.out), args.eval_n)
+    record = dict(
+        command=f"python -m localedit train-judge --steps {args.steps} --batch {args.batch} --lr {args.lr} "
+                f"--n-train {args.n_train} --seed {args.seed} --out {args.out}",
+        parts=list(judge.config.parts), parameters=sum(p.numel() for p in judge.parameters()),
+        n_train=args.n_train, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, seconds=seconds,
+        hardware=f"{os.cpu_count()}-core CPU, {hardware()}", eval_offset=HELDOUT_OFFSET, eval_n=args.eval_n,
+        iou=iou, file_bytes=(Path(args.out) / "judge.safetensors").stat().st_size,
+    )
+    (Path(args.out) / "README.md").write_text(model_card(record))
+    print(" ".join(f"{k} {v:.3f}" for k, v in iou.items()))
+    print(f"trained in {seconds:.0f} s → {args.out}")
+
+
+def _cmd_render_faces(args: argparse.Namespace) -> None:
+    from localedit.faces import save_grid
+
+    out = Path(args.out)
+    labels = out.with_name(out.stem + "_labels" + out.suffix)
+    save_grid(str(out), str(labels), n=args.n, size=args.size, offset=args.offset, upscale=args.upscale)
+    print(f"wrote {out} and {labels}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.evaluate import FULL, QUICK, evaluate
+    from localedit.hub import load_model
+    from localedit.judge import load_judge
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
+    editor = Editor(model.generator, model.catalog, include_torgb=not args.no_torgb)
+    metrics = evaluate(editor, load_judge(args.judge), Path(args.out), QUICK if args.quick else FULL)
+    loc = metrics["locality"]
+    print(json.dumps({"structure_validity": metrics["structure_validity"],
+                      "cluster_iou": metrics["cluster_iou"], "cluster_iou_mean": metrics["cluster_iou_mean"],
+                      "locality_judge_roi": loc["judge_roi"]["mean"],
+                      "locality_cluster_roi": loc["cluster_roi"]["mean"],
+                      "realism": metrics["realism"]}, indent=2))
+    print(f"wrote {args.out}/metrics.json, locality_*.png, heatmaps.png")
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from localedit.convert import convert
+
+    folder = convert(args.checkpoint, args.out_dir, name=args.name, overwrite=args.overwrite)
+    print(f"wrote {folder}: config.json, generator.safetensors, README.md (check the card's licence section)")
+
+
+def _cmd_push(args: argparse.Namespace) -> None:
+    from localedit.hub import push
+
+    commit = push(args.folder, args.repo_id, revision=args.revision, private=args.private)
+    print(f"pushed {args.folder} to {args.repo_id} at commit {commit}; load exactly this with "
+          f"load_model('{args.repo_id}@{commit}')")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m localedit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("catalog", help="cluster a layer's activations and compute M for every style layer")
+    p.add_argument("model", help="a local model folder")
+    p.add_argument("--layer", default="convs.3", help="the style layer whose input is clustered")
+    p.add_argument("--clusters", type=int, default=12, help="K")
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--truncation", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sheet", help="contact sheet PNG (default: MODEL/catalog.png)")
+    p.set_defaults(func=_cmd_catalog)
+
+    p = sub.add_parser("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
+    p.add_argument("model", help="a local model folder with a catalog")
+    p.add_argument("parts", nargs="+", metavar="NAME=IDS")
+    p.add_argument("--epsilon", action="append", default=[], metavar="NAME=EPS", help="a part's default ε")
+    p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
+    p.add_argument("--model", required=True, help="a local folder or owner/name[@revision]")
+    p.add_argument("--target", type=int, default=0)
+    p.add_argument("--reference", type=int, default=1)
+    p.add_argument("--targets", type=int, nargs="*", help="grid rows")
+    p.add_argument("--references", type=int, nargs="*", help="grid columns")
+    p.add_argument("--part", help="a part name (a comma-separated list with --grid; default: all)")
+    p.add_argument("--epsilon", type=float)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--method", default="sequential", choices=["sequential", "simultaneous", "global"])
+    p.add_argument("--lam", type=float, help="λ for simultaneous and global")
+    p.add_argument("--truncation", type=float)
+    p.add_argument("--no-torgb", action="store_true", help="leave the toRGB layers' styles untouched")
+    p.add_argument("--grid", action="store_true", help="targets × references for each part")
+    p.add_argument("-o", "--output", default="edit.png")
+    p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("bench", help="time warm edits, synthesis, queries and catalog building")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a local folder or owner/name[@revision] with a catalog")
+    src.add_argument("--random", type=int, metavar="SIZE", help="a random rosinality-layout generator")
+    p.add_argument("--part")
+    p.add_argument("--layer", help="catalog layer to time (default: the model's, or convs.5)")
+    p.add_argument("--clusters", type=int, default=12)
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=30)
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")
+    p.add_argument("--model", required=True, help="a local folder or owner/name[@revision] with a catalog")
+    p.add_argument("--judge", default="assets/judge", help="the judge's folder")
+    p.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
+    p.add_argument("--quick", action="store_true", help="a CI-sized run (seconds) instead of the full one")
+    p.add_argument("--no-torgb", action="store_true", help="leave the toRGB layers' styles untouched")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("train", help="train the compact StyleGAN2 on the procedural faces, or --export it")
+    p.add_argument("--run-dir", default="runs/faces64", help="checkpoints (latest.pt), grids/ and the face cache")
+    p.add_argument("--steps", type=int, default=12000, help="train until this many steps in total")
+    p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--size", type=int)
+    p.add_argument("--channels", help="G channels at 4, 8, ..., size, comma-separated (D mirrors them)")
+    p.add_argument("--style-dim", type=int)
+    p.add_argument("--n-mlp", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--mixing", type=float, help="style-mixing probability")
+    p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--export", metavar="MODEL_DIR", help="write the checkpoint's EMA generator as a model folder")
+    p.add_argument("--name", default="faces64", help="the exported model's display name")
+    p.add_argument("--description", default="A compact StyleGAN2 trained on localedit's procedural cartoon faces.")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("train-judge", help="train the part-segmentation judge on procedural faces")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--n-train", type=int, default=12_000, help="distinct training faces")
+    p.add_argument("--eval-n", type=int, default=1000, help="held-out faces for the IoU in the model card")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="assets/judge")
+    p.set_defaults(func=_cmd_train_judge)
+
+    p = sub.add_parser("render-faces", help="a grid PNG of procedural faces and one of their part labels")
+    p.add_argument("--out", default="faces.png", help="the label grid goes next to it as *_labels.png")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--offset", type=int, default=0, help="first face index")
+    p.add_argument("--upscale", type=int, default=4)
+    p.set_defaults(func=_cmd_render_faces)
+
+    p = sub.add_parser("convert", help="a rosinality .pt or NVIDIA .pkl StyleGAN2 checkpoint → a model folder")
+    p.add_argument("checkpoint", help="rosinality .pt/.pth/.ckpt (g_ema) or NVIDIA stylegan2-ada/stylegan3 .pkl")
+    p.add_argument("out_dir", help="the model folder to write")
+    p.add_argument("--name", help="display name (default: the checkpoint's file name)")
+    p.add_argument("--overwrite", action="store_true", help="replace the model files of an existing folder")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("push", help="upload a model folder to a Hub repo (token: HF_TOKEN or `hf auth login`)")
+    p.add_argument("folder", help="a local model folder")
+    p.add_argument("repo_id", help="owner/name, created if needed")
+    p.add_argument("--revision", help="a branch to push to (created from main if needed; default: main)")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.set_defaults(func=_cmd_push)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except ValueError as e:  # a user's mistake: say what is allowed, without a traceback
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
