@@ -1,0 +1,91 @@
+"""The trainer on a 16×16 model: finite losses, exact resumption, and an export that loads."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from localedit.train import Discriminator, TrainConfig, Trainer, export, minibatch_stddev, train
+
+TINY = TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8, r1_every=2)
+
+
+def _states(trainer: Trainer) -> dict:
+    return {name: getattr(trainer, name).state_dict() for name in ("g", "d", "g_ema", "opt_g", "opt_d")}
+
+
+def _assert_same(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_discriminator_shapes():
+    d = Discriminator(16, (32, 16, 16))
+    assert d(torch.randn(8, 3, 16, 16)).shape == (8,)
+    x = torch.randn(8, 5, 4, 4)
+    y = minibatch_stddev(x)
+    assert y.shape == (8, 6, 4, 4)
+    # Samples n and n + B/4 share a group, so they see the same statistic; samples 0 and 1 do not.
+    assert torch.equal(y[0, 5], y[2, 5]) and not torch.equal(y[0, 5], y[1, 5])
+
+
+def test_resume_continues_exactly(tmp_path):
+    run = tmp_path / "run"
+    first = train(run, TINY, steps=2, sample_every=1, checkpoint_every=2, progress=False)
+    assert first.step == 2 and first.images_seen == 8
+    assert (run / "grids" / "step-000002.png").exists()
+    assert all(torch.isfinite(p).all() for p in first.g.parameters())
+    shutil.copytree(run, tmp_path / "copy")
+
+    # Step 3 includes R1 (r1_every=2): the regularised path must resume exactly too.
+    straight = train(run, None, steps=3, progress=False)
+    resumed = train(tmp_path / "elsewhere", None, steps=3, resume=tmp_path / "copy" / "latest.pt", progress=False)
+    assert straight.step == resumed.step == 3
+    assert [(s["start_step"], s["end_step"]) for s in straight.sessions] == [(0, 2), (2, 3)]
+    _assert_same(_states(straight), _states(resumed))
+
+    with pytest.raises(ValueError, match="cannot resume"):
+        train(run, TrainConfig(**{**TINY.to_dict(), "batch": 8}), steps=4, progress=False)
+
+
+def test_export_loads(tmp_path):
+    run = tmp_path / "run"
+    trainer = train(run, TINY, steps=1, progress=False)
+    folder = tmp_path / "model"
+    export(run / "latest.pt", folder, "tiny faces", "a test model", "python -m localedit train --export")
+    from localedit.hub import load_model
+
+    model = load_model(str(folder))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["name"] == "tiny faces" and config["description"] == "a test model"
+    card = (folder / "README.md").read_text()
+    assert "4 images seen" in card and "python -m localedit train --export" in card
+
+    g = model.generator
+    ema = {k: v for k, v in trainer.g_ema.state_dict().items() if k != "latent_avg"}
+    for k, v in ema.items():
+        assert torch.equal(g.state_dict()[k], v), k
+    # latent_avg is recomputed as the mean of the mapping, not the running mean from training.
+    z = torch.randn(4096, TINY.style_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(g.latent_avg, g.mapping(z).mean(0), atol=1e-6)
+        assert g(torch.randn(2, TINY.style_dim)).shape == (2, 3, 16, 16)
+
+
+def test_cli_trains_and_exports(tmp_path):
+    from localedit.__main__ import main
+
+    run = tmp_path / "run"
+    main(["train", "--run-dir", str(run), "--steps", "1", "--size", "16", "--channels", "32,16,16",
+          "--style-dim", "32", "--batch", "4", "--n-faces", "8", "--fp32"])
+    state = torch.load(run / "latest.pt", weights_only=True)
+    assert state["step"] == 1 and state["config"]["bf16"] is False and state["wall_time"] > 0
+    main(["train", "--run-dir", str(run), "--export", str(tmp_path / "model")])
+    assert (tmp_path / "model" / "generator.safetensors").exists()
