@@ -79,11 +79,19 @@ def _cmd_edit(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     import torch
 
-    from localedit.bench import bench_catalog, bench_edit, hardware
+    from localedit.bench import bench_catalog, bench_edit, bench_synthesis, hardware
     from localedit.catalog import build_catalog
     from localedit.edit import Editor
     from localedit.stylegan2 import Generator, GeneratorConfig
 
+    if args.sizes:
+        print(f"one synthesize call, batch 1, random generators ({hardware()})")
+        times = bench_synthesis(args.sizes, repeats=args.repeats)
+        base = times.get(256)
+        for size, seconds in times.items():
+            ratio = f"{seconds / base:8.3f} × size 256" if base else ""
+            print(f"size {size:5d}  {seconds:8.3f} s  {ratio}")
+        return
     if args.random:
         torch.manual_seed(0)
         generator = Generator(GeneratorConfig(size=args.random, name=f"random-{args.random}")).eval()
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a local folder or owner/name[@revision] with a catalog")
     src.add_argument("--random", type=int, metavar="SIZE", help="a random rosinality-layout generator")
+    src.add_argument("--sizes", type=int, nargs="+", metavar="SIZE", help="only time synthesis at these sizes")
     p.add_argument("--part")
     p.add_argument("--layer", help="catalog layer to time (default: the model's, or convs.5)")
     p.add_argument("--clusters", type=int, default=12)

@@ -6,6 +6,7 @@ interpolation on top), and k-means clustering ≤ 0.5 × sample generation when 
 
 from __future__ import annotations
 
+import functools
 import platform
 import statistics
 import time
@@ -15,7 +16,7 @@ import torch
 
 from localedit.catalog import build_catalog
 from localedit.edit import Editor
-from localedit.stylegan2 import Generator
+from localedit.stylegan2 import Generator, GeneratorConfig, seed_to_z
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -57,3 +58,15 @@ def bench_catalog(generator: Generator, layer: str, k: int, samples: int) -> dic
     return {"generation_s": t["generation"], "clustering_s": t["clustering"],
             "clustering_over_generation": t["clustering"] / t["generation"]}
 
+
+
+def bench_synthesis(sizes: list[int], repeats: int = 5) -> dict[int, float]:
+    """Median seconds of one `synthesize` call, batch 1, on random rosinality-table generators of each size."""
+    out = {}
+    for size in sizes:
+        torch.manual_seed(0)
+        g = Generator(GeneratorConfig(size=size)).eval()
+        with torch.inference_mode():
+            styles = g.styles(g.mapping(seed_to_z(0, g.style_dim)))
+            out[size] = _median_seconds(functools.partial(g.synthesize, styles), repeats)
+    return out

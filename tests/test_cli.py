@@ -78,3 +78,11 @@ def test_bench_prints_ratios(model_dir):
 def test_catalog_json_is_readable(model_dir):
     meta = json.loads((model_dir / "catalog.json").read_text())
     assert meta["layer"] == "convs.2" and set(meta["parts"]) == {"eyes", "mouth"}
+
+
+def test_bench_sizes_prints_seconds_and_ratios():
+    out = run("bench", "--sizes", "16", "32", "--repeats", "2")
+    rows = [line.split() for line in out.splitlines() if line.startswith("size")]
+    assert [int(r[1]) for r in rows] == [16, 32]
+    assert all(float(r[2]) > 0 for r in rows)  # no size 256 asked for, so no ratio column
+    assert all(len(r) == 4 for r in rows)
