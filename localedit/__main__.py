@@ -76,6 +76,17 @@ def _cmd_edit(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
+def _cmd_samples(args: argparse.Namespace) -> None:
+    from localedit.hub import load_model
+    from localedit.sheets import sample_grid
+
+    model = load_model(args.model)
+    psi = model.config.truncation if args.truncation is None else args.truncation
+    seeds = range(args.first, args.first + args.n)
+    sample_grid(model.generator, seeds, psi, args.columns).save(args.output)
+    print(f"wrote {args.output}: seeds {seeds.start}..{seeds.stop - 1}, truncation {psi}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     import torch
 
@@ -258,6 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
     p.add_argument("-o", "--output", default="edit.png")
     p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("samples", help="a grid PNG of seeded samples")
+    p.add_argument("model", help="a local folder or owner/name[@revision]")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--first", type=int, default=0, help="the first seed")
+    p.add_argument("--columns", type=int, default=8)
+    p.add_argument("--truncation", type=float, help="ψ (default: the model's)")
+    p.add_argument("-o", "--output", default="samples.png")
+    p.set_defaults(func=_cmd_samples)
 
     p = sub.add_parser("bench", help="time warm edits, synthesis, queries and catalog building")
     src = p.add_mutually_exclusive_group(required=True)

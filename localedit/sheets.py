@@ -1,18 +1,30 @@
-"""Composite pictures of a model: the catalog contact sheet, edit strips and the paper's Fig. 3 grid."""
+"""Composite pictures of a model: a sample grid, the catalog contact sheet, edit strips and the paper's Fig. 3 grid."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from localedit import viz
 from localedit.edit import Editor, EditResult, to_uint8
+from localedit.stylegan2 import Generator, seed_to_z
 
 
 def _scale_for(image: np.ndarray, target: int = 192) -> int:
     return max(1, target // image.shape[0])
+
+
+def sample_grid(generator: Generator, seeds: Sequence[int], truncation: float, columns: int = 8) -> Image.Image:
+    """Seeded samples in a grid, upscaled, with constant noise: what a user of the model will see."""
+    cells = []
+    with torch.inference_mode():
+        for seed in seeds:
+            image = to_uint8(generator(seed_to_z(seed, generator.style_dim), truncation=truncation))
+            cells.append(viz.upscale(image, _scale_for(image, 128)))
+    return viz.grid([cells[i:i + columns] for i in range(0, len(cells), columns)])
 
 
 def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float) -> Image.Image:

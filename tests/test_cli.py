@@ -86,3 +86,12 @@ def test_bench_sizes_prints_seconds_and_ratios():
     assert [int(r[1]) for r in rows] == [16, 32]
     assert all(float(r[2]) > 0 for r in rows)  # no size 256 asked for, so no ratio column
     assert all(len(r) == 4 for r in rows)
+
+
+def test_samples_grid(model_dir, tmp_path):
+    out = tmp_path / "samples.png"
+    run("samples", str(model_dir), "--n", "6", "--columns", "3", "-o", str(out))
+    image = np.asarray(Image.open(out))
+    cell = 128 // 32 * 32  # 32-pixel samples, upscaled to 128
+    assert image.shape[:2] == (2 * cell + 3 * 2, 3 * cell + 4 * 2)  # 2 rows × 3 columns, 2-pixel gaps
+    assert image[2:2 + cell, 2:2 + cell].std() > 0  # a picture, not a blank cell
