@@ -44,6 +44,25 @@ def _cmd_label(args: argparse.Namespace) -> None:
     print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
 
 
+def _cmd_suggest(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.evaluate import label_suggestion
+    from localedit.faces import PARTS
+    from localedit.hub import load_model
+    from localedit.judge import load_judge
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    shares, parts = label_suggestion(Editor(model.generator, model.catalog), load_judge(args.judge), args.samples)
+    print("cluster  " + " ".join(f"{p[:8]:>8}" for p in PARTS))
+    for cluster, row in enumerate(shares):
+        print(f"{cluster:7d}  " + " ".join(f"{v:8.2f}" for v in row))
+    print("suggested (check it on the contact sheet):")
+    labels = " ".join(f"{part}={','.join(map(str, ids))}" for part, ids in parts.items())
+    print(f"python -m localedit label {args.model} {labels}")
+
+
 def _pair(item: str, cast: type) -> tuple[str, object]:
     name, _, value = item.partition("=")
     if not name or not value:
@@ -269,6 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
     p.add_argument("-o", "--output", default="edit.png")
     p.set_defaults(func=_cmd_edit)
+
+    p = sub.add_parser("suggest", help="propose cluster names from the judge's part labels on generated samples")
+    p.add_argument("model", help="a local folder or owner/name[@revision] with a catalog")
+    p.add_argument("--judge", default="assets/judge", help="the judge's folder")
+    p.add_argument("--samples", type=int, default=200)
+    p.set_defaults(func=_cmd_suggest)
 
     p = sub.add_parser("samples", help="a grid PNG of seeded samples")
     p.add_argument("model", help="a local folder or owner/name[@revision]")

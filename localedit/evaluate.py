@@ -143,6 +143,32 @@ def cluster_semantics(editor: Editor, samples: _Samples) -> dict[str, float]:
     return out
 
 
+def cluster_part_shares(labels: Tensor, clusters: Tensor, k: int) -> np.ndarray:
+    """[K, P]: the share of each cluster's pixels that the judge assigns to each part (rows sum to 1, or 0)."""
+    counts = torch.bincount(clusters.flatten() * len(PARTS) + labels.flatten(), minlength=k * len(PARTS))
+    counts = counts.reshape(k, len(PARTS)).double()
+    return (counts / counts.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
+
+
+def suggest_parts(shares: np.ndarray, min_share: float = 0.5) -> dict[str, list[int]]:
+    """Each cluster goes to the judged part that holds most of its pixels, when that part holds ≥ min_share."""
+    parts: dict[str, list[int]] = {}
+    for cluster, row in enumerate(shares):
+        if row.max() >= min_share:
+            parts.setdefault(PARTS[int(row.argmax())], []).append(cluster)
+    return parts
+
+
+def label_suggestion(editor: Editor, judge: Judge, n_samples: int = 200, batch: int = 50,
+                     progress: bool = True) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """Cluster-to-part shares over n samples, and the labels they suggest, for a person to check on the sheet."""
+    seeds = list(range(EVAL_SEED, EVAL_SEED + n_samples))
+    with torch.inference_mode():
+        samples = _Samples(editor, judge, seeds, editor.generator.config.truncation, batch, progress)
+    shares = cluster_part_shares(samples.labels, samples.clusters, editor.catalog.k)
+    return shares, suggest_parts(shares)
+
+
 def _edit_batch(editor: Editor, targets: _Samples, references: _Samples, q: dict[str, Tensor],
                 batch: int) -> Tensor:
     g = editor.generator

@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from localedit.edit import Editor
-from localedit.evaluate import QUICK, area_ranges, evaluate, out_at_matched_in, structure_validity
+from localedit.evaluate import (
+    QUICK,
+    area_ranges,
+    cluster_part_shares,
+    evaluate,
+    out_at_matched_in,
+    structure_validity,
+    suggest_parts,
+)
 from localedit.faces import PARTS, render_arrays
 from localedit.judge import Judge
 
@@ -78,3 +86,31 @@ def test_out_at_matched_in_ratio():
     b = {"in": x[::-1].tolist(), "out": (0.2 * x[::-1]).tolist()}
     assert out_at_matched_in(a, b) == pytest.approx(0.5, rel=1e-6)
     assert math.isnan(out_at_matched_in(a, {"in": [20.0, 30.0], "out": [1.0, 2.0]}))  # no overlap
+
+
+def test_cluster_part_shares_counts_pixels():
+    _, labels = render_arrays(4, 64, offset=3)
+    truth = torch.from_numpy(labels).long()
+    # Cluster 0 is exactly the eyes; cluster 1 is the mouth plus half as many background pixels; 2 is the rest.
+    eyes, mouth = truth == PARTS.index("eyes"), truth == PARTS.index("mouth")
+    clusters = torch.full_like(truth, 2)
+    clusters[eyes] = 0
+    clusters[mouth] = 1
+    background = (truth == PARTS.index("background")).nonzero()[: int(mouth.sum()) // 2]
+    clusters[tuple(background.T)] = 1
+    shares = cluster_part_shares(truth, clusters, k=4)
+    assert shares.shape == (4, len(PARTS))
+    assert shares[0, PARTS.index("eyes")] == 1.0
+    assert shares[1, PARTS.index("mouth")] == pytest.approx(2 / 3, abs=0.01)
+    assert shares[3].sum() == 0.0  # an empty cluster
+    np.testing.assert_allclose(shares[:3].sum(axis=1), 1.0)
+
+
+def test_suggest_parts_takes_the_majority_part():
+    shares = np.zeros((4, len(PARTS)))
+    shares[0, PARTS.index("eyes")] = 0.9
+    shares[1, PARTS.index("mouth")] = 0.6
+    shares[2, PARTS.index("hair")], shares[2, PARTS.index("skin")] = 0.45, 0.4  # no majority: left unnamed
+    shares[3, PARTS.index("eyes")] = 0.7
+    assert suggest_parts(shares) == {"eyes": [0, 3], "mouth": [1]}
+    assert suggest_parts(shares, min_share=0.4) == {"eyes": [0, 3], "mouth": [1], "hair": [2]}
