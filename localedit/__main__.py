@@ -78,7 +78,7 @@ def _cmd_edit(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     if model.catalog is None:
         raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
-    editor = Editor(model.generator, model.catalog, include_torgb=not args.no_torgb)
+    editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
     knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
                  truncation=args.truncation)
     if args.grid:
@@ -226,7 +226,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     if model.catalog is None:
         raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
-    editor = Editor(model.generator, model.catalog, include_torgb=not args.no_torgb)
+    editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
     metrics = evaluate(editor, load_judge(args.judge), Path(args.out), QUICK if args.quick else FULL)
     loc = metrics["locality"]
     print(json.dumps({"structure_validity": metrics["structure_validity"],
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--method", default="sequential", choices=["sequential", "simultaneous", "global"])
     p.add_argument("--lam", type=float, help="λ for simultaneous and global")
     p.add_argument("--truncation", type=float)
-    p.add_argument("--no-torgb", action="store_true", help="leave the toRGB layers' styles untouched")
+    p.add_argument("--torgb", action="store_true", help="edit the toRGB layers' styles too (less local)")
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
     p.add_argument("-o", "--output", default="edit.png")
     p.set_defaults(func=_cmd_edit)
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
     p.add_argument("--quick", action="store_true", help="a CI-sized run (seconds) instead of the full one")
-    p.add_argument("--no-torgb", action="store_true", help="leave the toRGB layers' styles untouched")
+    p.add_argument("--torgb", action="store_true", help="edit the toRGB layers' styles too (less local)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("train", help="train the compact StyleGAN2 on the procedural faces, or --export it")

@@ -88,10 +88,15 @@ def _check_number(name: str, value: object, low: float, high: float) -> float:
 
 
 class Editor:
-    """Local edits on one generator with its catalog."""
+    """Local edits on one generator with its catalog.
+
+    toRGB styles are left alone by default: on the embedded model, editing them too made sequential edits less
+    local (judge-ROI Out-MSE at matched In-MSE, sequential ÷ simultaneous: 1.44 with them, 0.53 without; the skin
+    part alone went from 7.4 to 0.76), because a toRGB channel recolours every pixel its layer draws.
+    """
 
     def __init__(self, generator: Generator, catalog: Catalog, cache_size: int = 128,
-                 include_torgb: bool = True):
+                 include_torgb: bool = False):
         self.generator = generator.eval()
         self.catalog = catalog
         self.include_torgb = include_torgb

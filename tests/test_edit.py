@@ -26,7 +26,7 @@ def test_result_shapes_and_target_reference(editor, tiny_generator):
     assert r.target.shape == r.reference.shape == r.edited.shape == (32, 32, 3)
     assert r.target.dtype == np.uint8
     assert r.diff.shape == r.roi.shape == (32, 32) and r.roi.dtype == bool
-    assert set(r.changed) == set(tiny_generator.style_layers)
+    assert set(r.changed) == {layer for layer in tiny_generator.style_layers if not layer.startswith("to_rgb")}
     assert np.array_equal(r.target, _image(tiny_generator, 3, 0.7))
     assert np.array_equal(r.reference, _image(tiny_generator, 7, 0.7))
     assert r.params.truncation == 0.7 and r.params.epsilon == 30.0 and r.params.threshold == 0.1
@@ -41,8 +41,8 @@ def test_q_zero_gives_the_target(editor):
     assert np.array_equal(g.edited, g.target)
 
 
-def test_q_one_everywhere_gives_the_reference(editor, tiny_generator):
-    r = editor.edit(3, 7, "mouth", method="global", lam=1)
+def test_q_one_everywhere_gives_the_reference(tiny_generator, tiny_catalog):
+    r = Editor(tiny_generator, tiny_catalog, include_torgb=True).edit(3, 7, "mouth", method="global", lam=1)
     assert np.array_equal(r.edited, r.reference)
     assert all(n == tiny_generator.styles(torch.zeros(1, 32))[layer].shape[1] for layer, n in r.changed.items())
 
@@ -85,8 +85,10 @@ def test_epsilon_scales_the_part_profile(tiny_generator, tiny_catalog):
 
 
 def test_torgb_flag(tiny_generator, tiny_catalog):
-    r = Editor(tiny_generator, tiny_catalog, include_torgb=False).edit(1, 2, "eyes", method="global", lam=1)
-    assert all(not layer.startswith("to_rgb") for layer in r.changed)
+    r = Editor(tiny_generator, tiny_catalog).edit(1, 2, "eyes", method="global", lam=1)
+    assert all(not layer.startswith("to_rgb") for layer in r.changed)  # the default leaves toRGB alone
+    r = Editor(tiny_generator, tiny_catalog, include_torgb=True).edit(1, 2, "eyes", method="global", lam=1)
+    assert any(layer.startswith("to_rgb") for layer in r.changed)
 
 
 def test_roi_is_the_parts_clusters(editor):
