@@ -89,6 +89,6 @@ def test_dataset_with_a_dataloader():
 
 def test_tile_layout():
     images = np.arange(3)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3).astype(np.uint8)
-    grid = tile(images, columns=2, upscale=2)
+    grid = tile(images, columns=2, factor=2)
     assert grid.shape == (8, 8, 3)
     assert grid[0, 0, 0] == 0 and grid[0, 4, 0] == 1 and grid[4, 0, 0] == 2 and grid[4, 4, 0] == 0

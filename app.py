@@ -1,0 +1,451 @@
+"""The demo: pick a target and a reference (each a seed) and a part; the part's look moves to the target (§3.2).
+
+A thin Gradio UI over localedit, in the shape of Gradio's own demos: plain functions, then the layout, then the
+wiring. Nothing is parsed from the command line. The models are an allowlist, fixed when the app starts:
+  - every model folder under assets/ (or $LOCALEDIT_ASSETS) that has a generator and a catalog, and
+  - the Hub repos in $LOCALEDIT_MODELS, comma-separated owner/name[@revision], loaded on first use.
+A link or an API call names a model by its key in that list, so no other path or repo can ever be opened.
+Links (?model=&target=&reference=&part=&epsilon=&method=&threshold=&lam=&truncation=) restore an edit exactly:
+the editor is deterministic and every image is sent as PNG, so the same link gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from localedit import Editor, EditResult
+from localedit.catalog import Catalog
+from localedit.edit import MAX_SEED, METHODS
+from localedit.share import Controls, Models, cut, default_controls, parse_link, parse_seed, query_of, short
+from localedit.viz import diff_image, hex_to_rgb, upscale
+
+try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else the decorator is a no-op.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn):
+        return fn
+
+# Each request runs single-threaded and concurrent requests use the cores: on a 2-core box a 64-pixel edit took
+# 6 ms with one torch thread and 0.9 s with two (the threads wait on each other whenever anything else runs).
+torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
+CONCURRENCY = int(os.environ.get("LOCALEDIT_CONCURRENCY", str(min(os.cpu_count() or 1, 4))))
+# Gradio keeps a copy of the page's config for every session, about 90 kB here, and every plain HTTP API call
+# (/call/edit) is a session of its own: capping them bounds memory (Gradio's default is 10000, about 0.9 GB).
+SESSIONS = int(os.environ.get("LOCALEDIT_SESSIONS", "512"))
+# Images go out at the model's resolution, the exact pixels of the edit, and the page enlarges them without
+# smoothing (CSS image-rendering: pixelated). Only the diff map is upscaled (nearest) here, to about DIFF_SIZE
+# px, so that the part's outline can be drawn thinner than a model pixel.
+DIFF_SIZE = 256
+THUMB = 96  # px on the page
+DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th percentile, or here if that is lower
+
+
+def request_query(request: gr.Request | None) -> dict[str, object]:
+    """The page's query parameters from a gr.Request, whichever form Gradio gives them in."""
+    params = getattr(request, "query_params", None) if request is not None else None
+    if params is None:
+        return {}
+    try:
+        return {str(k): v for k, v in params.items()}
+    except (AttributeError, TypeError):  # a plain object whose "items" key shadows the method
+        return dict(vars(params)) if hasattr(params, "__dict__") else {}
+
+
+def _literal(text: str) -> str:
+    """Text from a link shown as it is: no Markdown link, image, HTML or formula can come through it."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>$])", r"\\\1", text).replace("<", "&lt;")
+
+
+
+@contextmanager
+def user_errors():
+    """The library says what is allowed in its ValueErrors: show that message in the UI and to API clients."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except ValueError as e:  # ModelNotFoundError included
+        raise gr.Error(cut(str(e)), print_exception=False) from e
+
+
+# --- pictures and text -------------------------------------------------------------------------------------
+
+_EMOJI = {"🔴": (221, 46, 68), "🟠": (244, 144, 12), "🟡": (253, 203, 88), "🟢": (120, 177, 89),
+          "🔵": (85, 172, 238), "🟣": (170, 142, 214), "🟤": (193, 105, 79), "⚫": (49, 55, 61),
+          "⚪": (230, 231, 232)}
+
+
+def color_emoji(color: str) -> str:
+    """The coloured circle nearest to a part's colour: a dropdown shows text only."""
+    rgb = np.array(hex_to_rgb(color))
+    return min(_EMOJI, key=lambda e: float(np.square(rgb - np.array(_EMOJI[e])).sum()))
+
+
+def part_choices(catalog: Catalog) -> list[tuple[str, str]]:
+    return [(f"{color_emoji(p.color)} {name}", name) for name, p in catalog.parts.items()]
+
+
+def legend_html(catalog: Catalog, selected: str) -> str:
+    items = "".join(
+        f'<span class="part{" selected" if name == selected else ""}"><i style="background:{p.color}"></i>'
+        f"{name}</span>" for name, p in catalog.parts.items())
+    return f'<div class="legend">{items}</div>'
+
+
+def epsilon_max(catalog: Catalog, value: float = 0) -> float:
+    top = max([100.0, value] + [4 * p.epsilon for p in catalog.parts.values()])
+    return float(math.ceil(top / 10) * 10)
+
+
+def lam_max(method: str, value: float = 0) -> float:
+    return 1.0 if method == "global" else max(20.0, value)
+
+
+class PngFiles:
+    """Images as PNG files named by their bytes, each written under a temporary name and renamed into place.
+
+    Gradio copies a returned file into its cache atomically, but rewrites the file of a returned array on every
+    call: two requests with the same picture would truncate it under a browser that is reading it. PIL writes
+    no metadata here, so the same pixels give the same bytes. Only the `keep` most recently returned files stay
+    on disk: Gradio has its own copy of each by the time its request ends.
+    """
+
+    def __init__(self, keep: int = 512):
+        self.folder = Path(tempfile.mkdtemp(prefix="localedit-app-"))
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)  # at the latest, when Python exits
+        self._recent: OrderedDict[Path, None] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="png")
+        data = buffer.getvalue()
+        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        with self._lock:
+            if path not in self._recent:
+                staging = path.with_name(f".{path.name}.{threading.get_ident()}")
+                staging.write_bytes(data)
+                os.replace(staging, path)
+            self._recent[path] = None
+            self._recent.move_to_end(path)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)[0].unlink(missing_ok=True)
+        return str(path)
+
+
+png = PngFiles()
+
+
+def stats_line(editor: Editor, result: EditResult) -> str:
+    total = sum(editor.catalog.M[layer].shape[1] for layer in result.changed)  # the layers the editor may touch
+    changed = sum(result.changed.values())
+    layers = sum(1 for n in result.changed.values() if n)
+    share = float(result.roi.mean())
+    roi = f"ROI {share:.0%} of the target" if share else "the part is not on the target (empty ROI)"
+    return (f"**In-MSE** {result.in_mse:.1f} · **Out-MSE** {result.out_mse:.1f} (ΔE\\*², inside / outside the "
+            f"part) · **channels changed** {changed} of {total} in {layers} layers · {roi}")
+
+
+# --- the functions behind the endpoints ---------------------------------------------------------------------
+
+MODELS = Models.from_env(assets=Path(__file__).with_name("assets"))
+
+
+def _run(model, target, reference, part, epsilon, method, threshold, lam, truncation) -> tuple[Editor, EditResult]:
+    with user_errors():
+        editor = MODELS.editor(model)
+        if not isinstance(part, str):
+            raise ValueError(f"part must be a name, one of {list(editor.parts)}, got {short(part)}")
+        if not isinstance(method, str):
+            raise ValueError(f"method must be one of {list(METHODS)}, got {short(method)}")
+        return editor, editor.edit(parse_seed("target", target), parse_seed("reference", reference), part,
+                                   epsilon=epsilon, threshold=threshold, method=method, lam=lam,
+                                   truncation=truncation)
+
+
+def _views(model: str, editor: Editor, r: EditResult) -> tuple:
+    edited = png(r.edited)
+    color = editor.catalog.parts[r.params.part].color
+    # Drawn at half the scale and doubled, so that the part's outline is two pixels wide.
+    scale = max(1, DIFF_SIZE // r.diff.shape[0])
+    diff = diff_image(r.diff, r.roi, color, scale=max(1, scale // 2),
+                      vmax=max(float(np.percentile(r.diff, 99)), DIFF_FLOOR))
+    diff = upscale(diff, scale // max(1, scale // 2))
+    p = r.params
+    link = Controls(model, p.target, p.reference, p.part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
+    return edited, (png(r.target), edited), png(r.reference), png(diff), stats_line(editor, r), link.query()
+
+
+@gpu
+def edit(model: str, target: int, reference: int, part: str, epsilon: float | None = None,
+         method: str = "sequential", threshold: float | None = None, lam: float | None = None,
+         truncation: float | None = None):
+    """Move `part`'s look from the reference seed's image to the target seed's image.
+
+    Returns the edited image, (target, edited) for the slider, the reference, the CIELAB difference map with
+    the part's outline, a line of statistics, and the query string of a link to this edit. ε, threshold, λ and
+    truncation default to the part's and the model's own values when None.
+    """
+    editor, result = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    return _views(model, editor, result)
+
+
+@gpu
+def edit_view(model, target, reference, part, epsilon, method, threshold, lam, truncation):
+    """The live edit behind the controls: `edit` plus both thumbnails; half-typed seeds wait silently."""
+    if target is None or reference is None or part is None:
+        return (gr.skip(),) * 8
+    editor, r = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    return _views(model, editor, r) + (png(r.target), png(r.reference))
+
+
+@gpu
+def thumbnail(model: str, seed: int, truncation: float | None = None) -> str:
+    """A seed's image, as the thumbnails show it."""
+    with user_errors():
+        editor = MODELS.editor(model)
+        p = editor.resolve(parse_seed("seed", seed), 0, editor.parts[0], truncation=truncation)
+        return png(editor.sample(p.target, p.truncation).pixels)
+
+
+def models() -> list[str]:
+    """The models this demo serves; the first is the default."""
+    return MODELS.names
+
+
+def parts(model: str) -> list[dict]:
+    """A model's parts: name, colour, clusters, and the default ε and threshold of the sequential query."""
+    with user_errors():
+        catalog = MODELS.editor(model).catalog
+    return [{"name": name, "color": p.color, "clusters": list(p.clusters), "epsilon": p.epsilon,
+             "threshold": p.threshold} for name, p in catalog.parts.items()]
+
+
+def restore(link: str) -> dict:
+    """What a link shows: the controls it restores, its query string, and a notice for each value replaced."""
+    with user_errors():
+        if not isinstance(link, str):
+            raise ValueError(f"link must be text, got {short(link)}")
+        controls, notices = parse_link(query_of(link), MODELS.names, MODELS.editor, DEFAULT_SEEDS)
+    return {"controls": asdict(controls), "query": controls.query(), "notices": notices}
+
+
+def pick_examples(editor: Editor, seeds: Sequence[int] = range(4), n_parts: int = 4) -> list[list]:
+    """For each part, the seed pair whose edit at the part's ε is the most local: In-MSE / (1 + Out-MSE)."""
+    rows = []
+    for part in editor.parts[:n_parts]:
+        pairs = [(t, r) for t in seeds for r in seeds if t != r]
+        edits = [editor.edit(t, r, part) for t, r in pairs]
+        scores = [e.in_mse / (1 + e.out_mse) for e in edits]
+        t, r = pairs[int(np.argmax(scores))]
+        rows.append([t, r, part, editor.catalog.parts[part].epsilon])
+    return rows
+
+
+def _controls_update(c: Controls) -> list:
+    catalog = MODELS.editor(c.model).catalog
+    return [gr.Dropdown(choices=MODELS.names, value=c.model), c.target, c.reference,
+            gr.Dropdown(choices=part_choices(catalog), value=c.part),
+            gr.Slider(value=c.epsilon, maximum=epsilon_max(catalog, c.epsilon)), c.method, c.threshold,
+            gr.Slider(value=c.lam, maximum=lam_max(c.method, c.lam)), c.truncation, legend_html(catalog, c.part)]
+
+
+def restore_page(request: gr.Request):
+    """On page load: the link's controls, with a visible notice for anything that fell back to a default."""
+    controls, notices = parse_link(request_query(request), MODELS.names, MODELS.editor, DEFAULT_SEEDS)
+    if notices:
+        gr.Warning("Parts of this link could not be used; the notice at the top says which.")
+    notice = "**This link could not be used in full:**\n" + "".join(f"\n- {_literal(n)}" for n in notices) \
+        if notices else ""
+    return _controls_update(controls) + [gr.Markdown(notice, visible=bool(notices))]
+
+
+def on_model(model: str):
+    """A new model: its parts, and the first part's defaults."""
+    with user_errors():
+        editor = MODELS.editor(model)
+    return _controls_update(default_controls(model, editor, DEFAULT_SEEDS))[3:]
+
+
+def on_part(model: str, part: str):
+    """A part picked by hand: its own ε and threshold."""
+    editor = MODELS.editor(model)
+    if part not in editor.parts:
+        return gr.skip(), gr.skip()
+    p = editor.catalog.parts[part]
+    return gr.Slider(value=p.epsilon, maximum=epsilon_max(editor.catalog, p.epsilon)), p.threshold
+
+
+def show_legend(model: str, part: str):
+    editor = MODELS.editor(model)
+    return legend_html(editor.catalog, part) if part in editor.parts else gr.skip()
+
+
+def on_method(method: str, lam: float):
+    return gr.Slider(value=min(lam, 1.0) if method == "global" else lam, maximum=lam_max(method, lam))
+
+
+_default_editor = MODELS.editor(MODELS.names[0])
+EXAMPLES = pick_examples(_default_editor)
+DEFAULT_SEEDS = (EXAMPLES[0][0], EXAMPLES[0][1])
+DEFAULT = default_controls(MODELS.names[0], _default_editor, DEFAULT_SEEDS)
+
+# Runs in the browser when the edit's query changes: the address bar follows the controls, and the link box
+# gets the full link. Inside a Space the app is an iframe, so the Space page is asked to update its own URL.
+SYNC_LINK_JS = """(query) => {
+  if (!query) return "";
+  const url = new URL(window.location.href);
+  url.search = query;
+  window.history.replaceState(null, "", url);
+  let link = url.toString();
+  if (window.parent !== window) {
+    window.parent.postMessage({ queryString: query }, "https://huggingface.co");
+    if (document.referrer.startsWith("https://huggingface.co/spaces/")) {
+      const space = new URL(document.referrer);
+      space.search = query;
+      link = space.toString();
+    }
+  }
+  return link;
+}"""
+COPY_LINK_JS = """(link) => {
+  if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
+  return link;
+}"""
+RANDOM_SEED_JS = "() => Math.floor(Math.random() * 100000)"
+
+CSS = """
+.pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+.dice { flex-grow: 0 !important; min-width: 48px !important; align-self: center; }
+.thumb { flex-grow: 0 !important; min-width: 96px !important; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 0.9em; }
+.legend .part { opacity: 0.6; }
+.legend .part.selected { opacity: 1; font-weight: 600; }
+.legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
+            vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
+"""
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")
+
+# --- layout ---------------------------------------------------------------------------------------------------
+
+
+def seed_picker(label: str, seed: int, elem_id: str) -> tuple[gr.Number, gr.Button, gr.Image]:
+    """A seed: its number, a 🎲 for a random one, and a small picture of it."""
+    with gr.Row(equal_height=True):
+        box = gr.Number(seed, label=label, precision=0, minimum=0, maximum=MAX_SEED, scale=3, elem_id=elem_id)
+        dice = gr.Button("🎲", elem_classes="dice", elem_id=f"{elem_id}-dice", scale=0, min_width=48)
+        thumb = gr.Image(png(_default_editor.sample(seed, DEFAULT.truncation).pixels), format="png",
+                         label=f"{label} thumbnail", show_label=False, interactive=False, container=False,
+                         buttons=[], height=THUMB, width=THUMB, elem_classes=["thumb", "pixelated"],
+                         elem_id=f"{elem_id}-thumb", scale=0, min_width=THUMB)
+    return box, dice, thumb
+
+
+def picture(label: str, height: int, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, format="png", interactive=False, height=height, elem_id=elem_id,
+                    elem_classes="pixelated", buttons=["download"])
+
+
+with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=(3600, 3600)) as demo:
+    gr.Markdown("## localedit: move one part's look from a reference image to a target\n"
+                "*Editing in Style* (Collins et al., CVPR 2020): only the style channels that matter for the "
+                "part are interpolated, so the rest of the target stays as it was.")
+    notice = gr.Markdown(visible=False, elem_id="notice")
+    _catalog = _default_editor.catalog
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            model_box = gr.Dropdown(MODELS.names, value=DEFAULT.model, label="Model", elem_id="model")
+            target_box, target_dice, target_thumb = seed_picker("Target seed", DEFAULT.target, "target")
+            reference_box, reference_dice, reference_thumb = seed_picker("Reference seed", DEFAULT.reference,
+                                                                         "reference")
+            part_box = gr.Dropdown(part_choices(_catalog), value=DEFAULT.part, label="Part", elem_id="part",
+                                   allow_custom_value=True)  # another model's parts are valid too
+            legend = gr.HTML(legend_html(_catalog, DEFAULT.part))
+            epsilon_box = gr.Slider(0, epsilon_max(_catalog), value=DEFAULT.epsilon, step=0.5, label="ε",
+                                    info="larger moves more channels", elem_id="epsilon")
+            with gr.Accordion("Advanced", open=False):
+                method_box = gr.Radio(list(METHODS), value=DEFAULT.method, label="Method", elem_id="method")
+                threshold_box = gr.Slider(0, 0.99, value=DEFAULT.threshold, step=0.01, label="Threshold",
+                                          info="sequential: only channels with M_part above it", elem_id="threshold")
+                lam_box = gr.Slider(0, lam_max(DEFAULT.method), value=DEFAULT.lam, step=0.05, label="λ",
+                                    info="simultaneous: q = min(1, λ·M_part); global: q = λ", elem_id="lam")
+                truncation_box = gr.Slider(0, 1, value=DEFAULT.truncation, step=0.05, label="Truncation ψ",
+                                           elem_id="truncation")
+            edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
+            link_box = gr.Textbox(label="Link to this edit", interactive=False, buttons=["copy"], max_lines=1,
+                                  elem_id="link")
+            copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
+            query_box = gr.Textbox(label="Query", visible="hidden", elem_id="query")
+        with gr.Column(scale=5):
+            with gr.Row():
+                edited_out = picture("Edited", 400, "edited")
+                slider_out = gr.ImageSlider(label="Target ↔ edited", format="png", interactive=False, height=400,
+                                            elem_id="slider", elem_classes="pixelated", buttons=[])
+            with gr.Row():
+                reference_out = picture("Reference", 260, "reference-out")
+                diff_out = picture("Difference", 260, "diff")
+            stats_out = gr.Markdown(label="Stats", elem_id="stats")
+            gr.Markdown("The difference map is the squared CIELAB error between the target and the edit; the "
+                        "outline, in the part's colour, is the part's region on the target.", elem_id="caption")
+    controls = [model_box, target_box, reference_box, part_box, epsilon_box, method_box, threshold_box, lam_box,
+                truncation_box]
+    gr.Examples(EXAMPLES, inputs=[target_box, reference_box, part_box, epsilon_box],
+                label=f"Examples for {DEFAULT.model}",
+                example_labels=[f"{color_emoji(_catalog.parts[p].color)} {p}: {t} → {r}" for t, r, p, _ in EXAMPLES])
+
+    # --- wiring ---------------------------------------------------------------------------------------------------
+
+    outputs = [edited_out, slider_out, reference_out, diff_out, stats_out, query_box]
+    # Every synthesis shares one concurrency group, so at most CONCURRENCY of them run at once.
+    synth = dict(concurrency_id="synthesis", preprocess=False)
+    edit_button.click(edit, controls, outputs, api_name="edit", **synth)
+    gr.on([c.change for c in controls[1:]], edit_view, controls, outputs + [target_thumb, reference_thumb],
+          trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
+    model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(
+        edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
+    part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
+    part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
+    method_box.input(on_method, [method_box, lam_box], lam_box, api_visibility="private", queue=False)
+    target_dice.click(None, None, target_box, js=RANDOM_SEED_JS)
+    reference_dice.click(None, None, reference_box, js=RANDOM_SEED_JS)
+    query_box.change(None, query_box, link_box, js=SYNC_LINK_JS)
+    copy_button.click(None, link_box, None, js=COPY_LINK_JS)
+    demo.load(restore_page, None, controls + [legend, notice], api_visibility="private").then(
+        edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
+    # API only (no trigger in the page): a seed's picture, as the thumbnails show it.
+    gr.on([], thumbnail, [model_box, target_box, truncation_box], target_thumb, api_name="thumbnail", **synth)
+    gr.api(models, api_name="models")
+    gr.api(parts, api_name="parts")
+    gr.api(restore, api_name="restore")
+
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+
+
+def launch(**kwargs):
+    """Serve the demo; in Gradio 6 the theme and the CSS are launch() arguments."""
+    return demo.launch(theme=THEME, css=CSS, state_session_capacity=SESSIONS, **kwargs)
+
+
+if __name__ == "__main__":
+    launch()

@@ -1,0 +1,205 @@
+"""The demo's allowlist of models and its shareable links, kept apart from the UI so that both are plain,
+testable Python.
+
+A link or an API call names a model by its key in the allowlist, so no other path or repo can ever be opened.
+`Controls.query()` writes a link that `parse_link` reads back exactly (ε and the other floats round-trip bit for
+bit), and `parse_link` turns a bad value into its default plus a notice, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from localedit.edit import METHODS, Editor, check_seed
+from localedit.hub import CATALOG_META_FILE, CATALOG_TENSORS_FILE, CONFIG_FILE, WEIGHTS_FILE, load_model
+
+LINK_KEYS = ("model", "target", "reference", "part", "epsilon", "method", "threshold", "lam", "truncation")
+_MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
+_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[\w./-]+)?")
+_MAX_TEXT = 300  # longest link value or error message passed on; longer ones are cut
+
+
+# --- models ----------------------------------------------------------------------------------------------
+
+
+class Models:
+    """The allowlist {key: source for load_model}, and one Editor per model, loaded on first use."""
+
+    def __init__(self, sources: Mapping[str, str]):
+        self.sources = dict(sources)
+        self._editors: dict[str, Editor] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, assets: Path = Path("assets")) -> Models:
+        """The model folders under `assets` (or $LOCALEDIT_ASSETS), then the repos in $LOCALEDIT_MODELS."""
+        assets = Path(environ.get("LOCALEDIT_ASSETS") or assets)
+        sources = {}
+        if assets.is_dir():  # a folder counts only with a generator and a catalog (assets/judge is no model)
+            for folder in sorted(assets.iterdir()):
+                if folder.is_dir() and all((folder / name).is_file() for name in _MODEL_FILES):
+                    sources[folder.name] = str(folder)
+        for repo in filter(None, (r.strip() for r in environ.get("LOCALEDIT_MODELS", "").split(","))):
+            if not _REPO.fullmatch(repo) or ".." in repo:
+                raise ValueError(f"LOCALEDIT_MODELS: {repo!r} is not a Hub repo id owner/name[@revision]")
+            sources[repo] = repo
+        if not sources:
+            raise RuntimeError(f"no models to serve: {assets} has no model folder with {', '.join(_MODEL_FILES)}, "
+                               "and LOCALEDIT_MODELS names no Hub repo. Export one with `python -m localedit "
+                               "train --export assets/NAME`, or set LOCALEDIT_MODELS=owner/name")
+        return cls(sources)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.sources)
+
+    def editor(self, name: object) -> Editor:
+        if not isinstance(name, str) or name not in self.sources:
+            raise ValueError(f"unknown model {short(name)}; this demo serves {self.names}")
+        editor = self._editors.get(name)
+        if editor is None:
+            with self._lock:  # two requests racing for a cold model load it once
+                editor = self._editors.get(name)
+                if editor is None:
+                    model = load_model(self.sources[name])
+                    if model.catalog is None or not model.catalog.parts:
+                        raise ValueError(f"model {name} has no labelled catalog; label its clusters with "
+                                         "`python -m localedit catalog` and `python -m localedit label`")
+                    editor = self._editors[name] = Editor(model.generator, model.catalog)
+        return editor
+
+# --- links -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Everything a link or the controls set; `query()` writes it so that `parse_link` reads it back exactly."""
+
+    model: str
+    target: int
+    reference: int
+    part: str
+    epsilon: float
+    method: str
+    threshold: float
+    lam: float
+    truncation: float
+
+    def query(self) -> str:
+        return "?" + urlencode({key: _text(getattr(self, key)) for key in LINK_KEYS}, safe="/@")
+
+
+def _text(value: object) -> str:
+    # repr is the shortest text that reads back to the same float, so a link restores ε bit for bit.
+    text = repr(value) if isinstance(value, float) else str(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def parse_seed(name: str, value: object) -> int:
+    """A seed from a link (text) or the API (a number): a whole number in [0, MAX_SEED], or ValueError."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,20}\s*", value):
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)  # a JSON number from a browser's number field may arrive as 3.0
+    return check_seed(name, value)
+
+
+def parse_number(name: str, value: object) -> object:
+    """A number from a link's text; anything else is passed on for the library to accept or refuse."""
+    if isinstance(value, str):
+        try:
+            return float(value) if len(value) <= 40 else value
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {short(value)}") from None
+    return value
+
+
+def default_controls(model: str, editor: Editor, seeds: tuple[int, int]) -> Controls:
+    part = editor.parts[0]
+    p = editor.resolve(seeds[0], seeds[1], part)
+    return Controls(model, p.target, p.reference, part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
+
+
+def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Callable[[str], Editor],
+               seeds: tuple[int, int] = (0, 1)) -> tuple[Controls, list[str]]:
+    """A link's query → the controls it asks for, and one notice per value that fell back to its default.
+
+    Values are checked by the library (`Editor.resolve`), one at a time, so a bad value costs only itself.
+    The model must be one of `models`; `editor_of` is only ever called with a member. No link key at all gives
+    the defaults without a notice (a plain visit); unknown keys are ignored.
+    """
+    given = {key: query[key] for key in LINK_KEYS if key in query}
+    notices: list[str] = []
+    model = given.get("model", models[0])
+    if not isinstance(model, str) or model not in models:
+        notices.append(f"model {short(model)} is not served here (models: {', '.join(models)}); "
+                       f"showing {models[0]}")
+        model = models[0]
+    try:
+        editor = editor_of(model)
+    except ValueError as e:
+        notices.append(f"model {model} cannot be loaded ({cut(str(e))}); showing {models[0]}")
+        model, editor = models[0], editor_of(models[0])
+    c = default_controls(model, editor, seeds)
+    if not given:
+        return c, []
+    values = asdict(c)
+    if "part" in given:
+        if isinstance(given["part"], str) and given["part"] in editor.parts:
+            values["part"] = given["part"]
+        else:
+            notices.append(f"part {short(given['part'])} is not in {model}'s catalog ({', '.join(editor.parts)})"
+                           f"; showing {c.part}")
+    if "method" in given:
+        if given["method"] in METHODS:
+            values["method"] = given["method"]
+        else:
+            notices.append(f"method {short(given['method'])} is not one of {', '.join(METHODS)}; using {c.method}")
+    # The part's own ε and threshold are the defaults for whichever part the link ends up with.
+    defaults = editor.resolve(c.target, c.reference, values["part"], method=values["method"])
+    values.update(epsilon=defaults.epsilon, threshold=defaults.threshold, lam=defaults.lam)
+    for key in ("target", "reference"):
+        if key in given:
+            try:
+                values[key] = parse_seed(key, given[key])
+            except ValueError as e:
+                notices.append(f"{cut(str(e))}; using {values[key]}")
+    for key in ("epsilon", "threshold", "lam", "truncation"):
+        if key in given:
+            try:
+                number = parse_number(key, given[key])
+                resolved = editor.resolve(values["target"], values["reference"], values["part"],
+                                          method=values["method"], **{key: number})
+                values[key] = getattr(resolved, key)
+            except ValueError as e:
+                notices.append(f"{cut(str(e))}; using {_text(values[key])}")
+    missing = [key for key in LINK_KEYS if key not in given]
+    if missing:
+        notices.append(f"the link does not set {', '.join(missing)}: using the defaults")
+    return Controls(**values), notices
+
+
+def query_of(link: str) -> dict[str, str]:
+    """The query of a link, a URL or a bare query string, as {key: last value}."""
+    if len(link) > 4096:
+        raise ValueError(f"a link is at most 4096 characters, got {len(link)}")
+    query = urlsplit(link).query if ("?" in link or "://" in link) else link
+    try:
+        return dict(parse_qsl(query, keep_blank_values=True, max_num_fields=64))
+    except ValueError as e:
+        raise ValueError(f"cannot read the link's query: {e}") from e
+
+
+def cut(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 1] + "…"

@@ -1,0 +1,349 @@
+"""The Gradio demo in-process, on a tiny random model: the allowlist, every endpoint, links, errors and fuzz.
+
+The app is imported with LOCALEDIT_ASSETS pointing at a throwaway assets folder (one real model, and two folders
+that are not models) and LOCALEDIT_MODELS naming two Hub repos on the fake Hub (one present, one missing).
+"""
+
+import importlib
+import io
+import itertools
+import math
+import os
+import random
+import sys
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from localedit import Editor, share
+from localedit.hub import save_catalog, save_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+# Gradio's queue statistics call pandas in ways pandas 3 deprecates; not ours to fix.
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+HUB_REPO, MISSING_REPO = "acme/app-hub", "acme/app-missing"
+
+
+def _model_folder(folder: Path, generator, catalog) -> Path:
+    save_generator(folder, generator.config, generator.state_dict(), card="# tiny\n")
+    save_catalog(folder, catalog)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_generator, tiny_catalog, fake_hub):
+    assets = tmp_path_factory.mktemp("assets")
+    _model_folder(assets / "tiny", tiny_generator, tiny_catalog)
+    (assets / "judge").mkdir()  # like assets/judge: a config but no generator
+    (assets / "judge" / "config.json").write_text("{}")
+    save_generator(assets / "uncatalogued", tiny_generator.config, tiny_generator.state_dict())
+    hub_folder = _model_folder(tmp_path_factory.mktemp("hub") / "m", tiny_generator,
+                               tiny_catalog.with_parts({"hair": [3]}))
+    fake_hub.commit(HUB_REPO, {p.name: p.read_bytes() for p in hub_folder.iterdir()})
+    saved = {k: os.environ.get(k) for k in ("LOCALEDIT_ASSETS", "LOCALEDIT_MODELS")}
+    os.environ.update(LOCALEDIT_ASSETS=str(assets), LOCALEDIT_MODELS=f"{HUB_REPO}, {MISSING_REPO}")
+    argv, sys.argv = sys.argv, ["app.py", "--not-an-option"]  # nothing is parsed at import
+    sys.path.insert(0, str(ROOT))
+    sys.modules.pop("app", None)
+    try:
+        yield importlib.import_module("app")
+    finally:
+        sys.argv = argv
+        sys.path.remove(str(ROOT))
+        sys.modules.pop("app", None)
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        app.demo.close()
+
+
+def _pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# --- the allowlist ------------------------------------------------------------------------------------------
+
+
+def test_allowlist_is_model_folders_with_catalogs_then_hub_repos(app):
+    assert app.MODELS.names == ["tiny", HUB_REPO, MISSING_REPO]
+    assert app.DEFAULT.model == "tiny" and app.DEFAULT.part == "eyes" and app.DEFAULT.epsilon == 30.0
+    assert not app.MODELS._editors.keys() - {"tiny"}  # Hub models wait for their first use
+
+
+def test_models_from_env_refuses_paths_and_fails_clearly_without_models(app, tmp_path):
+    with pytest.raises(RuntimeError, match="no models to serve.*LOCALEDIT_MODELS"):
+        share.Models.from_env({"LOCALEDIT_ASSETS": str(tmp_path)})
+    for bad in ("../etc", "/abs/path", "owner/name/extra", "owner/..", "./x", "~/x"):
+        with pytest.raises(ValueError, match="not a Hub repo id"):
+            share.Models.from_env({"LOCALEDIT_ASSETS": str(tmp_path), "LOCALEDIT_MODELS": bad})
+    models = share.Models.from_env({"LOCALEDIT_ASSETS": str(tmp_path), "LOCALEDIT_MODELS": " a/b@v1.0 ,, c/d "})
+    assert models.names == ["a/b@v1.0", "c/d"]
+    for name in ("../tiny", "tiny/..", str(tmp_path), None, ["a/b@v1.0"]):
+        with pytest.raises(ValueError, match="unknown model"):
+            models.editor(name)
+
+
+# --- every endpoint through the client ------------------------------------------------------------------------
+
+
+def test_every_endpoint(app, client, tiny_generator, tiny_catalog):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/edit", "/thumbnail", "/models", "/parts", "/restore"} <= set(api)
+    assert client.predict(api_name="/models") == ["tiny", HUB_REPO, MISSING_REPO]
+    parts = client.predict("tiny", api_name="/parts")
+    assert [(p["name"], p["color"], p["epsilon"]) for p in parts] == [("eyes", "#1f77b4", 30.0),
+                                                                     ("mouth", "#d62728", 10.0)]
+
+    expected = Editor(tiny_generator, tiny_catalog).edit(3, 7, "mouth", epsilon=12.5, truncation=0.6)
+    edited, (target, edited_too), reference, diff, stats, query = client.predict(
+        "tiny", 3, 7, "mouth", 12.5, "sequential", 0.1, 1.0, 0.6, api_name="/edit")
+    # The exact pixels of the edit (the page enlarges them); the diff map comes upscaled, for a thin outline.
+    assert np.array_equal(_pixels(edited), expected.edited) and np.array_equal(_pixels(edited_too), expected.edited)
+    assert np.array_equal(_pixels(target), expected.target)
+    assert np.array_equal(_pixels(reference), expected.reference)
+    assert _pixels(diff).shape == (256, 256, 3)
+    outlined = (_pixels(diff) == (0xd6, 0x27, 0x28)).all(-1)  # the part's outline, in the part's colour
+    assert outlined.any() and not (outlined & ~expected.roi.repeat(8, 0).repeat(8, 1)).any()
+    assert f"In-MSE** {expected.in_mse:.1f}" in stats and f"Out-MSE** {expected.out_mse:.1f}" in stats
+    editable = sum(tiny_catalog.M[layer].shape[1] for layer in expected.changed)
+    assert f"**channels changed** {sum(expected.changed.values())} of {editable} in " in stats
+    assert query == "?model=tiny&target=3&reference=7&part=mouth&epsilon=12.5&method=sequential&threshold=0.1" \
+                    "&lam=1&truncation=0.6"
+
+    thumb = client.predict("tiny", 7, 0.6, api_name="/thumbnail")
+    assert np.array_equal(_pixels(thumb), expected.reference)
+
+    restored = client.predict(query, api_name="/restore")
+    assert restored["query"] == query and restored["notices"] == []
+    assert restored["controls"]["epsilon"] == 12.5 and restored["controls"]["part"] == "mouth"
+
+
+def test_defaults_fill_in_for_none(client):
+    *_, query = client.predict("tiny", 1, 2, "mouth", None, "sequential", None, None, None, api_name="/edit")
+    assert "epsilon=10&" in query and "threshold=0.1&" in query and query.endswith("truncation=0.7")
+
+
+def test_hub_model_loads_on_first_use_once(app, client, fake_hub):
+    assert HUB_REPO not in app.MODELS._editors
+    assert [p["name"] for p in client.predict(HUB_REPO, api_name="/parts")] == ["eyes", "mouth", "hair"]
+    requests = len(fake_hub.requests)
+    *_, query = client.predict(HUB_REPO, 1, 2, "hair", 5.0, "sequential", 0.1, 1.0, 0.7, api_name="/edit")
+    assert query.startswith(f"?model={HUB_REPO}&") and "part=hair" in query
+    assert len(fake_hub.requests) == requests  # cached: one Editor per model
+    with pytest.raises(Exception, match=f"no model repo {MISSING_REPO}"):
+        client.predict(MISSING_REPO, api_name="/parts")
+
+
+def test_library_value_errors_become_gradio_errors_with_the_same_message(app, tiny_generator, tiny_catalog):
+    with pytest.raises(ValueError) as library:
+        Editor(tiny_generator, tiny_catalog).edit(1, 2, "nose")
+    with pytest.raises(gr.Error) as shown:
+        app.edit("tiny", 1, 2, "nose")
+    assert shown.value.message == str(library.value)
+    for epsilon in (math.nan, math.inf, -1.0, 1e9):  # JSON cannot carry NaN: the client refuses before sending
+        with pytest.raises(gr.Error, match="epsilon must be a number from 0 to 10000"):
+            app.edit("tiny", 1, 2, "eyes", epsilon)
+
+
+def test_same_edit_same_bytes_with_a_fresh_editor(app, client):
+    args = ("tiny", 11, 12, "eyes", 17.25, "simultaneous", 0.1, 2.5, 0.8)
+    first = [Path(p).read_bytes() for p in _files(client.predict(*args, api_name="/edit"))]
+    del app.MODELS._editors["tiny"]  # as after a restart: cold caches, a model loaded again
+    again = [Path(p).read_bytes() for p in _files(client.predict(*args, api_name="/edit"))]
+    assert first == again
+
+
+def _files(result) -> list[str]:
+    edited, (target, edited_too), reference, diff, *_ = result
+    return [edited, target, edited_too, reference, diff]
+
+
+# --- links --------------------------------------------------------------------------------------------------
+
+
+def test_link_round_trips_exactly(app):
+    editors = {"tiny": app.MODELS.editor("tiny")}
+    for controls in (app.DEFAULT,
+                     share.Controls("tiny", 4_000_000_000, 0, "mouth", 12.345678901234567, "global", 0.0, 0.3, 1.0),
+                     share.Controls("tiny", 9, 8, "eyes", 1e-7, "simultaneous", 0.99, 17.5, 0.05)):
+        parsed, notices = share.parse_link(share.query_of(controls.query()), ["tiny"], editors.__getitem__)
+        assert (parsed, notices) == (controls, [])
+        assert share.query_of("https://x.hf.space/" + controls.query()) == share.query_of(controls.query())
+
+
+def test_restore_page_from_the_request(app):
+    query = {"model": "tiny", "target": "5", "reference": "9", "part": "mouth", "epsilon": "12.34",
+             "method": "simultaneous", "threshold": "0.123", "lam": "2.5", "truncation": "0.6"}
+    model, target, reference, part, epsilon, method, threshold, lam, truncation, legend, notice = \
+        app.restore_page(gr.Request(query_params=query))
+    assert (model.value, target, reference, part.value, epsilon.value, method, threshold, lam.value, truncation) == \
+        ("tiny", 5, 9, "mouth", 12.34, "simultaneous", 0.123, 2.5, 0.6)
+    assert [value for _, value in part.choices] == ["eyes", "mouth"] and 'selected"><i style="background:#d62728' \
+        in legend
+    assert notice.visible is False
+
+    *_, notice = app.restore_page(gr.Request(query_params={}))  # a plain visit: defaults, no notice
+    assert notice.visible is False
+    with pytest.warns(UserWarning, match="could not be used"):
+        out = app.restore_page(gr.Request(query_params={"model": "../../etc", "target": "-1", "keys": "x",
+                                                        "items": "y", "epsilon": "nan"}))
+    assert out[0].value == "tiny" and out[1] == app.DEFAULT.target and out[4].value == app.DEFAULT.epsilon
+    assert out[-1].visible is True
+    for words in ("'../../etc' is not served here", "target seed must be a whole number", "got nan",
+                  "does not set reference"):
+        assert words in out[-1].value.replace("\\", "")  # as the page shows it: Markdown escapes removed
+
+
+def test_a_link_cannot_put_markdown_or_html_on_the_page(app):
+    with pytest.warns(UserWarning):
+        *_, notice = app.restore_page(gr.Request(query_params={
+            "part": "[log in here](https://evil.example)", "model": "<img src=x onerror=alert(1)>",
+            "method": "![x](https://evil.example/t.png) $x$ `code`"}))
+    assert "[log in here](" not in notice.value and "<img" not in notice.value and "![x](" not in notice.value
+    assert "\\[log in here\\]\\(https://evil\\.example\\)" in notice.value and "&lt;img" in notice.value
+
+
+def test_a_link_to_an_unloadable_hub_model_falls_back(app):
+    controls, notices = share.parse_link({"model": MISSING_REPO, "part": "eyes"}, app.MODELS.names, app.MODELS.editor)
+    assert controls.model == "tiny" and f"model {MISSING_REPO} cannot be loaded" in notices[0]
+
+
+# --- fuzz -----------------------------------------------------------------------------------------------------
+
+BAD_SEEDS = ["-1", str(2**64), "1.5", "abc", "", " ", "0x10", "1e3", "+1", "١٢x", "9" * 30, "None", "[1]"]
+BAD_NUMBERS = ["nan", "NaN", "-1", "1e9", "inf", "-inf", "abc", "", "1e400", "0x1p3", "1,5", "9" * 50, "--1"]
+BAD_PARTS = ["nose", "", "EYES", "../eyes", "eyes;drop", "eyes\x00", "mouth ", "é" * 500]
+BAD_MODELS = ["../../etc", "/etc/passwd", "tiny/..", "assets/tiny", "./tiny", "TINY", "acme/other", "",
+              "https://evil.example/x", "tiny\x00", "acme/app-hub/../x", "~/tiny"]
+BAD_METHODS = ["", "SEQUENTIAL", "global ", "greedy", "none"]
+
+
+def _bad_links(n: int) -> list[dict[str, object]]:
+    rng = random.Random(0)
+    fields = {"target": BAD_SEEDS, "reference": BAD_SEEDS, "epsilon": BAD_NUMBERS, "threshold": BAD_NUMBERS + ["1"],
+              "lam": BAD_NUMBERS, "truncation": BAD_NUMBERS + ["1.5"], "part": BAD_PARTS, "model": BAD_MODELS,
+              "method": BAD_METHODS}
+    links = [{key: value} for key, values in fields.items() for value in values]  # each bad value alone
+    while len(links) < n:  # and mixed: some bad values among good ones, odd keys, non-text values
+        link = {k: v for k, v in app_link_good().items() if rng.random() < 0.5}
+        for key in rng.sample(sorted(fields), rng.randint(1, 4)):
+            link[key] = rng.choice(fields[key])
+        if rng.random() < 0.2:
+            link[rng.choice(["items", "keys", "__theme", "view", "x" * 100])] = "1"
+        if rng.random() < 0.1:
+            link[rng.choice(sorted(fields))] = rng.choice([["1"], {"a": 1}, 2.5j])
+        links.append(link)
+    return links
+
+
+def app_link_good() -> dict[str, str]:
+    return {"model": "tiny", "target": "3", "reference": "4", "part": "mouth", "epsilon": "9", "method": "sequential",
+            "threshold": "0.2", "lam": "1", "truncation": "0.5"}
+
+
+def test_fuzz_links_fall_back_with_a_notice_and_never_leave_the_allowlist(app):
+    asked = []
+
+    def editor_of(name):
+        asked.append(name)
+        return app.MODELS.editor(name)
+
+    links = _bad_links(400)
+    assert len(links) >= 200
+    for link in links:
+        controls, notices = share.parse_link(link, app.MODELS.names, editor_of, (0, 1))
+        assert controls.model in app.MODELS.names
+        editor = app.MODELS.editor(controls.model)
+        params = editor.resolve(controls.target, controls.reference, controls.part, controls.epsilon,
+                                controls.threshold, controls.method, controls.lam, controls.truncation)
+        assert (params.epsilon, params.threshold, params.lam, params.truncation) == \
+            (controls.epsilon, controls.threshold, controls.lam, controls.truncation)
+        assert notices, link  # every link here has a bad value or a missing key
+        assert all(len(n) < 600 for n in notices)
+        for key, value in link.items():  # a bad value never comes through
+            if key in share.LINK_KEYS and value in BAD_MODELS + BAD_PARTS + BAD_METHODS:
+                assert getattr(controls, key) != value
+    assert set(asked) <= set(app.MODELS.names)
+
+
+def test_fuzz_the_api_then_it_still_answers(app, client):
+    good = ["tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7]
+    bad = {0: BAD_MODELS + [None, 3, ["tiny"]], 1: [-1, 2**64, 1.5, "abc", None, True, [1], {"a": 1}, "1e3"],
+           2: [-1, 2**64, 1.5, "abc", False], 3: BAD_PARTS[:6] + [None, 3, ["eyes"]],
+           4: [-1, 1e9, 1e4 + 1, "abc", [1], True], 5: BAD_METHODS + [None, 1], 6: [-0.1, 0.995, 1, "x"],
+           7: [-1, 1e4, "x"], 8: [-0.01, 1.01, 2, "x"]}
+    calls = [good[:i] + [value] + good[i + 1:] for i, values in bad.items() for value in values]
+    calls += [good[:5] + ["global", 0.1, 1.5, 0.7], good[:5] + ["global", 0.1, -0.5, 0.7]]
+    calls += [[bad[0][i % len(bad[0])], bad[1][i % len(bad[1])], 2, BAD_PARTS[i % len(BAD_PARTS)], *good[4:]]
+              for i in range(48)]  # several things wrong at once
+    assert len(calls) >= 100
+    for args in calls:
+        with pytest.raises(Exception) as error:
+            client.predict(*args, api_name="/edit")
+        message = str(error.value)
+        assert any(word in message for word in ("model", "seed", "part", "epsilon", "method", "threshold", "lambda",
+                                                "truncation")), (args, message)
+        assert "Traceback" not in message and len(message) < 600
+    other = [(("tiny", -1, 0.7), "/thumbnail"), (("tiny", 1, 5), "/thumbnail"), (("../x", 1, 0.7), "/thumbnail"),
+             (("../x",), "/parts"), (("",), "/parts"), (("?" + "a=1&" * 100,), "/restore"), (("x" * 5000,), "/restore")]
+    for args, api_name in other:
+        with pytest.raises(Exception, match="seed|truncation|model|link|fields"):
+            client.predict(*args, api_name=api_name)
+    for link in itertools.islice(_bad_links(300), 0, 300, 10):  # and some links through the API
+        from urllib.parse import urlencode
+
+        result = client.predict("?" + urlencode({k: str(v) for k, v in link.items()}), api_name="/restore")
+        assert result["controls"]["model"] in app.MODELS.names and result["notices"]
+    *_, query = client.predict(*good, api_name="/edit")
+    assert query.startswith("?model=tiny&target=1&reference=2&part=eyes")
+
+
+# --- the page's callbacks -------------------------------------------------------------------------------------
+
+
+def test_callbacks_of_the_controls(app):
+    part, epsilon, method, threshold, lam, truncation, legend = app.on_model(HUB_REPO)
+    assert [v for _, v in part.choices] == ["eyes", "mouth", "hair"] and part.value == "eyes"
+    assert (epsilon.value, method, threshold, lam.value, truncation) == (30.0, "sequential", 0.1, 1.0, 0.7)
+    with pytest.raises(gr.Error, match="unknown model"):
+        app.on_model("../tiny")
+    epsilon, threshold = app.on_part("tiny", "mouth")  # a part picked by hand brings its own ε
+    assert epsilon.value == 10.0 and threshold == 0.1
+    assert app.on_part("tiny", "typed-by-hand") == (gr.skip(), gr.skip())
+    assert app.on_method("global", 7.5).value == 1.0 and app.on_method("global", 7.5).maximum == 1.0
+    assert app.on_method("simultaneous", 7.5).value == 7.5
+    assert app.edit_view("tiny", None, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7) == (gr.skip(),) * 8
+    *views, target_thumb, reference_thumb = app.edit_view("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
+    assert views[-1] == app.edit("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)[-1]
+    assert target_thumb == views[1][0] and reference_thumb == views[2]  # the same PNG files
+
+
+# --- small pieces -------------------------------------------------------------------------------------------------
+
+
+def test_part_colours_and_examples(app, tiny_catalog):
+    assert app.color_emoji("#1f77b4") == "🔵" and app.color_emoji("#d62728") == "🔴"
+    assert app.part_choices(tiny_catalog) == [("🔵 eyes", "eyes"), ("🔴 mouth", "mouth")]
+    assert [row[2:] for row in app.EXAMPLES] == [["eyes", 30.0], ["mouth", 10.0]]
+    assert all(t != r for t, r, *_ in app.EXAMPLES) and app.DEFAULT_SEEDS == tuple(app.EXAMPLES[0][:2])
+
+
+def test_png_files_are_named_by_content_and_bounded(app, tmp_path):
+    files = app.PngFiles(keep=3)
+    images = [np.full((4, 4, 3), i, np.uint8) for i in range(5)]
+    paths = [files(image) for image in images]
+    assert files(images[4]) == paths[4] and len(set(paths)) == 5
+    assert sorted(p.name for p in files.folder.iterdir()) == sorted(Path(p).name for p in paths[2:])
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(paths[4]).read_bytes()))), images[4])

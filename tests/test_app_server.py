@@ -1,0 +1,359 @@
+"""`python app.py` as a real server: on the embedded model when assets/ has one, else on a random model shaped
+like it (64 px, style_dim 256), so that the figures describe what `python app.py` serves.
+
+Cold start to the first edit, the same bytes after a restart, 16 concurrent clients, the API's cost over the
+library's, and a real browser (Debian chromium, headless, through playwright) that opens a share link, moves the
+ε slider, changes the seeds and saves a screenshot. The figures are printed to the terminal, also without `-s`.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from localedit import Editor, Generator, GeneratorConfig, build_catalog, load_model
+from localedit.hub import (
+    CATALOG_META_FILE,
+    CATALOG_TENSORS_FILE,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    save_catalog,
+    save_generator,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "out" / "app-screenshot.png"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass(frozen=True)
+class Served:
+    """The assets folder the server reads, its default model and that model's parts."""
+
+    folder: Path
+    model: str
+    parts: tuple[str, ...]
+    epsilons: tuple[float, ...]
+
+    def edit(self, epsilon: float = 12.34) -> list:
+        return [self.model, 5, 9, self.parts[1], epsilon, "sequential", 0.123, 1.0, 0.6]
+
+    @property
+    def link(self) -> str:
+        return f"?model={self.model}&target=5&reference=9&part={self.parts[1]}&epsilon=12.34&method=sequential" \
+               "&threshold=0.123&lam=1&truncation=0.6"
+
+
+def _text(x: float) -> str:  # as the app writes numbers into links
+    return repr(float(x)).removesuffix(".0")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Served:
+    files = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
+    shipped = sorted(f for f in (ROOT / "assets").glob("*") if all((f / name).is_file() for name in files))
+    if shipped and len(load_model(shipped[0]).catalog.parts) >= 2:
+        folder, name = ROOT / "assets", shipped[0].name
+    else:
+        torch.manual_seed(1)
+        config = GeneratorConfig(size=64, style_dim=256, n_mlp=2, channels=(128, 128, 64, 48, 32))
+        generator = Generator(config).eval()
+        with torch.no_grad():
+            generator.latent_avg.copy_(torch.randn_like(generator.latent_avg) * 0.1)
+        catalog = build_catalog(generator, "convs.3", 8, n_samples=12, progress=False)
+        catalog = catalog.with_parts({"eyes": [0, 1], "mouth": [2], "hair": [3, 4]},
+                                     epsilon={"eyes": 20.0, "mouth": 10.0, "hair": 30.0})
+        folder, name = tmp_path_factory.mktemp("assets"), "random64"
+        save_generator(folder / name, config, generator.state_dict())
+        save_catalog(folder / name, catalog)
+    parts = load_model(folder / name).catalog.parts
+    return Served(folder, name, tuple(parts), tuple(p.epsilon for p in parts.values()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(http: httpx.Client, name: str, data: list) -> tuple[float, list]:
+    """One API call over plain HTTP (POST, then read the event stream): seconds and the output data."""
+    start = time.perf_counter()
+    event = http.post(f"gradio_api/call/{name}", json={"data": data}).json()["event_id"]
+    text = http.get(f"gradio_api/call/{name}/{event}").text
+    kind, _, payload = text.strip().rpartition("data:")
+    if "event: complete" not in kind:
+        raise RuntimeError(f"{name} failed: {text[:500]}")
+    return time.perf_counter() - start, json.loads(payload)
+
+
+class AppServer:
+    """`python app.py` in a subprocess; `start()` returns the seconds from launch to the first finished edit."""
+
+    def __init__(self, served: Served, workdir: Path):
+        self.served = served
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = workdir / f"app-{self.port}.log"
+        self.env = dict(os.environ, LOCALEDIT_ASSETS=str(served.folder), GRADIO_SERVER_PORT=str(self.port),
+                        GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
+                        GRADIO_TEMP_DIR=str(workdir / f"gradio-{self.port}"),
+                        LOCALEDIT_SESSIONS="100")  # reached in the first round of the concurrency test
+        self.env.pop("LOCALEDIT_MODELS", None)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> float:
+        start = time.perf_counter()
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while time.perf_counter() - start < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                try:
+                    call(http, "edit", self.served.edit())
+                    return time.perf_counter() - start
+                except (httpx.TransportError, json.JSONDecodeError, KeyError):
+                    time.sleep(0.1)
+        raise TimeoutError(f"no edit within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(served, tmp_path_factory):
+    app = AppServer(served, tmp_path_factory.mktemp("server"))
+    app.cold_start = app.start()
+    yield app
+    app.stop()
+
+
+def report(capsys, text: str) -> None:
+    with capsys.disabled():
+        print(f"\n[app] {text}", flush=True)
+
+
+def _edited_bytes(url: str, data: list) -> list[bytes]:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        _, (edited, slider, reference, diff, *_) = call(http, "edit", data)
+        files = [edited, *slider, reference, diff]
+        return [http.get(f["url"]).content for f in files]
+
+
+def test_cold_start_and_the_same_bytes_after_a_restart(server, served, tmp_path, capsys):
+    first = _edited_bytes(server.url, served.edit())
+    again = AppServer(served, tmp_path)
+    try:
+        cold = again.start()
+        assert _edited_bytes(again.url, served.edit()) == first
+    finally:
+        again.stop()
+    assert all(data.startswith(b"\x89PNG") for data in first)
+    report(capsys, f"model {served.model} ({served.folder}): cold start to the first edit {server.cold_start:.1f} s, "
+                   f"and {cold:.1f} s after a restart; the same link gave the same PNG bytes")
+
+
+def test_api_round_trip_over_the_library_edit(server, served, capsys):
+    model = load_model(served.folder / served.model)
+    editor = Editor(model.generator, model.catalog)
+    part = served.parts[1]
+    editor.edit(5, 9, part, epsilon=12.0, threshold=0.123, truncation=0.6)
+    library, http_times, client_times = [], [], []
+    for i in range(30):
+        start = time.perf_counter()
+        editor.edit(5, 9, part, epsilon=12.0 + i / 8, threshold=0.123, truncation=0.6)
+        library.append(time.perf_counter() - start)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for i in range(30):
+            http_times.append(call(http, "edit", served.edit(12.0 + i / 8))[0])
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    for i in range(15):
+        start = time.perf_counter()
+        client.predict(*served.edit(12.0 + i / 8), api_name="/edit")
+        client_times.append(time.perf_counter() - start)
+    lib, raw, full = (statistics.median(t) for t in (library, http_times, client_times))
+    report(capsys, f"library edit {lib * 1e3:.1f} ms (median); app API round trip {raw * 1e3:.1f} ms over HTTP = "
+                   f"{raw / lib:.1f}× the library edit; {full * 1e3:.0f} ms with gradio_client, which also "
+                   f"downloads the 5 PNGs and polls every 50 ms = {full / lib:.1f}×; "
+                   f"{torch.get_num_threads()} torch thread, {os.cpu_count()} cores")
+    assert raw < 0.5 and raw / lib < 25  # Gradio's queue and 5 PNGs cost tens of ms; far more means a regression
+
+
+def test_sixteen_concurrent_clients(server, served, capsys):
+    parts = served.parts
+    combos = [[served.model, t, r, part, eps, "sequential", 0.1, 1.0, 0.7]
+              for t, r, part, eps in [(1, 2, parts[0], 20.0), (3, 4, parts[1], 10.0), (5, 6, parts[-1], 30.0),
+                                      (7, 8, parts[0], 5.5), (2, 1, parts[1], 40.0)]]
+    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(16)]
+
+    def work(i: int) -> list[tuple[int, float, bytes, bytes, str]]:
+        out = []
+        for j in range(20):
+            k = (i + j) % len(combos)
+            seconds, (edited, _, _, diff, _, query) = call(clients[i], "edit", combos[k])
+            out.append((k, seconds, clients[i].get(edited["url"]).content, clients[i].get(diff["url"]).content,
+                        query))
+        return out
+
+    def run() -> tuple[list, float, float]:
+        peak, done = server.rss_mb(), threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not done.wait(0.05):
+                peak = max(peak, server.rss_mb())
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            results = [r for rs in pool.map(work, range(16)) for r in rs]
+        wall = time.perf_counter() - start
+        done.set()
+        watcher.join()
+        return results, wall, peak
+
+    try:
+        start_rss = server.rss_mb()
+        run()  # warms every cache: samples, Gradio's file cache and session store, the thread pools
+        warm_rss = server.rss_mb()
+        results, wall, peak = run()
+        middle_rss = server.rss_mb()
+        _, _, peak_again = run()
+        end_rss = server.rss_mb()
+    finally:
+        for client in clients:
+            client.close()
+    assert len(results) == 320
+    for k in range(len(combos)):
+        same = {(edited, diff, query) for kk, _, edited, diff, query in results if kk == k}
+        assert len(same) == 1  # identical inputs, identical outputs, whatever ran beside them
+    latencies = sorted(t for _, t, *_ in results)
+    p50, p95 = latencies[len(latencies) // 2], latencies[int(0.95 * len(latencies)) - 1]
+    report(capsys, f"16 concurrent clients × 20 edits: p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms, "
+                   f"{320 / wall:.0f} edits/s (concurrency limit 2 on {os.cpu_count()} cores); server RSS "
+                   f"{start_rss:.0f} MB, {warm_rss:.0f} MB warm, {middle_rss:.0f} MB and {end_rss:.0f} MB after two "
+                   f"rounds of 320 edits (peak {max(peak, peak_again):.0f} MB)")
+    # Every /call/ is a session of its own, and Gradio keeps ~90 kB per session: uncapped, each round would add
+    # ~30 MB. With the cap (100 here) reached while warming, the rounds settle.
+    assert end_rss - middle_rss < 20 and max(peak, peak_again) - warm_rss < 64
+    with httpx.Client(base_url=server.url, timeout=30) as http:  # and it still answers
+        assert served.model in call(http, "models", [])[1][0]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
+    from playwright.sync_api import sync_playwright
+
+    def link_value(page) -> str:
+        return page.locator("#link textarea, #link input").first.input_value()
+
+    def settled(page, words: list[str], timeout: float = 30) -> None:
+        """Wait until the link box shows an edit with all these query words, and the page URL follows it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            link = link_value(page)
+            if all(w in link for w in words) and page.url == link:
+                return
+            page.wait_for_timeout(100)
+        raise AssertionError(f"the page never showed {words}: link {link_value(page)!r}, url {page.url!r}")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                     "--disable-background-networking"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url.rstrip("/"))
+            page = context.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + served.link)
+            settled(page, [served.link.lstrip("?")])
+            page.get_by_text("Advanced").click()
+            values = {key: page.locator(f"#{key} input").first.input_value()
+                      for key in ("target", "reference", "epsilon", "threshold", "lam", "truncation")}
+            assert values == {"target": "5", "reference": "9", "epsilon": "12.34", "threshold": "0.123", "lam": "1",
+                              "truncation": "0.6"}
+            assert page.locator("#part input").input_value().endswith(served.parts[1])
+            assert page.locator("#method input[value=sequential]").is_checked()
+            assert not page.locator("#notice").is_visible()
+            first = page.locator("#edited img").get_attribute("src")
+
+            slider = page.locator("#epsilon input[type=range]")
+            slider.focus()  # move the slider as a person does, by keys: the link follows it
+            for _ in range(6):
+                page.keyboard.press("ArrowRight")
+            settled(page, ["epsilon=15.5"])
+            page.keyboard.press("Home")  # ε = 0: no channel moves, so the edit is the target itself
+            settled(page, ["epsilon=0&"])
+            edited = page.locator("#edited img").get_attribute("src")
+            assert edited != first and edited == page.locator("#slider img").first.get_attribute("src")
+            page.locator("#epsilon input[type=number]").fill("30")
+            page.locator("#epsilon input[type=number]").press("Enter")
+            settled(page, ["epsilon=30&"])
+            moved = page.locator("#edited img").get_attribute("src")
+            assert moved != edited
+
+            thumb = page.locator("#target-thumb img").get_attribute("src")
+            page.locator("#target input").fill("42")
+            page.locator("#target input").press("Enter")
+            settled(page, ["target=42", "epsilon=30&"])
+            assert page.locator("#edited img").get_attribute("src") != moved
+            assert page.locator("#target-thumb img").get_attribute("src") != thumb
+
+            page.locator("#reference-dice").click()  # a random reference seed
+            settled(page, ["target=42"], timeout=5)
+            deadline = time.monotonic() + 30
+            while "reference=9&" in page.url and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            assert "reference=9&" not in page.url and page.locator("#reference input").input_value() != "9"
+            settled(page, [f"reference={page.locator('#reference input').input_value()}&"])
+
+            page.locator("#copy-link").click()
+            page.wait_for_timeout(300)
+            assert page.evaluate("navigator.clipboard.readText()") == page.url == link_value(page)
+            page.locator("#edited img").evaluate("img => img.decode()")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            page.goto(server.url + "?model=../../etc&target=-1&part=no-such-part&epsilon=nan")  # a bad link
+            page.locator("#notice").wait_for(state="visible", timeout=30_000)
+            notice = page.locator("#notice").inner_text()
+            assert "'../../etc' is not served here" in notice and "got nan" in notice
+            default = f"part={served.parts[0]}&epsilon={_text(served.epsilons[0])}&"
+            settled(page, [f"model={served.model}&target=", default])
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert Image.open(SCREENSHOT).size[0] == 1400
+    assert np.asarray(Image.open(SCREENSHOT).convert("L")).std() > 10  # not a blank page
+    report(capsys, f"browser: share link restored, slider and seed changed the edit; screenshot: {SCREENSHOT}")
