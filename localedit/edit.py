@@ -7,6 +7,7 @@ Everything runs at batch 1, so an edit's bytes do not depend on what else was co
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -103,6 +104,8 @@ class Editor:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, float], _Sample] = OrderedDict()
         self._lock = threading.Lock()
+        # A query depends only on the knobs, not on the seeds: moving between seeds reuses it.
+        self._query = functools.lru_cache(maxsize=256)(self._query_for_knobs)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -157,7 +160,15 @@ class Editor:
         )
 
     def query(self, params: EditParams) -> dict[str, Tensor]:
-        """q per style layer for the part; toRGB layers drop out when include_torgb is off."""
+        """q per style layer for the part; toRGB layers drop out when include_torgb is off. Cached; read-only."""
+        return self._query(params.part, params.method, params.epsilon, params.threshold, params.lam)
+
+    def _query_for_knobs(self, part: str, method: str, epsilon: float, threshold: float,
+                         lam: float) -> dict[str, Tensor]:
+        return self.compute_query(EditParams(0, 0, part, method, epsilon, threshold, lam, 0.0))
+
+    def compute_query(self, params: EditParams) -> dict[str, Tensor]:
+        """`query` without the cache."""
         rows = self.catalog.part_rows(self.catalog.parts[params.part])
         if not self.include_torgb:
             rows = {k: v for k, v in rows.items() if not k.startswith("to_rgb")}
