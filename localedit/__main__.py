@@ -109,11 +109,17 @@ def _cmd_samples(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     import torch
 
-    from localedit.bench import bench_catalog, bench_edit, bench_synthesis, hardware
+    from localedit.bench import bench_catalog, bench_edit, bench_faces, bench_synthesis, hardware
     from localedit.catalog import build_catalog
     from localedit.edit import Editor
     from localedit.stylegan2 import Generator, GeneratorConfig
 
+    if args.faces:
+        seconds = bench_faces(args.faces, args.face_size, args.workers)
+        print(f"rendered {args.faces:,} procedural {args.face_size}×{args.face_size} faces with labels in "
+              f"{seconds:.1f} s ({args.faces / seconds:,.0f}/s, {args.workers} worker processes; goal for 50,000 "
+              f"at 64 px: ≤ 120 s)")
+        return
     if args.sizes:
         print(f"one synthesize call, batch 1, random generators ({hardware()})")
         times = bench_synthesis(args.sizes, repeats=args.repeats)
@@ -309,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--model", help="a local folder or owner/name[@revision] with a catalog")
     src.add_argument("--random", type=int, metavar="SIZE", help="a random rosinality-layout generator")
     src.add_argument("--sizes", type=int, nargs="+", metavar="SIZE", help="only time synthesis at these sizes")
+    src.add_argument("--faces", type=int, metavar="N", help="only time rendering N procedural faces (e.g. 50000)")
+    p.add_argument("--face-size", type=int, default=64, help="with --faces: the faces' size in pixels")
+    p.add_argument("--workers", type=int, default=2, help="with --faces: rendering processes")
     p.add_argument("--part")
     p.add_argument("--layer", help="catalog layer to time (default: the model's, or convs.5)")
     p.add_argument("--clusters", type=int, default=12)

@@ -1,7 +1,8 @@
 """`python -m localedit bench`: what an edit costs, measured, as ratios taken within one run.
 
 Goals from the method issue: a warm edit ≤ 1.15 × one synthesis pass (the cache leaves only the query and the
-interpolation on top), and k-means clustering ≤ 0.5 × sample generation when a catalog is built.
+interpolation on top), and k-means clustering ≤ 0.5 × sample generation when a catalog is built. From the data
+issue: rendering 50,000 procedural faces takes ≤ 2 minutes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from localedit.catalog import build_catalog
 from localedit.edit import Editor
+from localedit.faces import render_arrays
 from localedit.stylegan2 import Generator, GeneratorConfig, seed_to_z
 
 
@@ -59,7 +61,6 @@ def bench_catalog(generator: Generator, layer: str, k: int, samples: int) -> dic
             "clustering_over_generation": t["clustering"] / t["generation"]}
 
 
-
 def bench_synthesis(sizes: list[int], repeats: int = 5) -> dict[int, float]:
     """Median seconds of one `synthesize` call, batch 1, on random rosinality-table generators of each size."""
     out = {}
@@ -70,3 +71,10 @@ def bench_synthesis(sizes: list[int], repeats: int = 5) -> dict[int, float]:
             styles = g.styles(g.mapping(seed_to_z(0, g.style_dim)))
             out[size] = _median_seconds(functools.partial(g.synthesize, styles), repeats)
     return out
+
+
+def bench_faces(n: int, size: int = 64, workers: int = 2) -> float:
+    """Seconds to render procedural faces 0..n-1 with their labels, in `workers` processes."""
+    start = time.perf_counter()
+    render_arrays(n, size, workers=workers)
+    return time.perf_counter() - start

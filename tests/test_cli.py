@@ -88,6 +88,12 @@ def test_bench_sizes_prints_seconds_and_ratios():
     assert all(len(r) == 4 for r in rows)
 
 
+def test_bench_faces_prints_a_rate():
+    out = run("bench", "--faces", "40", "--face-size", "32", "--workers", "2")
+    assert out.startswith("rendered 40 procedural 32×32 faces")
+    assert float(out.split(" in ")[1].split()[0]) > 0
+
+
 def test_samples_grid(model_dir, tmp_path):
     out = tmp_path / "samples.png"
     run("samples", str(model_dir), "--n", "6", "--columns", "3", "-o", str(out))
