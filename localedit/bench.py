@@ -53,9 +53,10 @@ def bench_edit(editor: Editor, part: str, repeats: int = 30) -> dict[str, float]
             "query_s": query, "channels_changed": sum(result.changed.values())}
 
 
-def bench_catalog(generator: Generator, layer: str, k: int, samples: int) -> dict[str, float]:
+def bench_catalog(generator: Generator, layer: str, k: int, samples: int,
+                  fit_rows: int | None = None) -> dict[str, float]:
     """Catalog build time split into sample generation and clustering, and their ratio."""
-    catalog = build_catalog(generator, layer, k, n_samples=samples, progress=False)
+    catalog = build_catalog(generator, layer, k, n_samples=samples, fit_rows=fit_rows, progress=False)
     t = catalog.timings
     return {"generation_s": t["generation"], "clustering_s": t["clustering"],
             "clustering_over_generation": t["clustering"] / t["generation"]}

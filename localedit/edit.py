@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from localedit.catalog import Catalog, cluster_maps, normalize_activations, resize_labels
+from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
 from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
 from localedit.stylegan2 import Generator, seed_to_z
@@ -71,8 +71,7 @@ def synthesize_with_clusters(generator: Generator, catalog: Catalog,
                              styles: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """One synthesis pass → (images [B, 3, H, W], cluster id per pixel [B, H, W] at image resolution)."""
     image, inputs = generator.trace(styles, [catalog.layer])
-    labels = cluster_maps(normalize_activations(inputs[catalog.layer]), catalog.centroids)  # [B, h, w]
-    return image, resize_labels(labels, image.shape[-2:])
+    return image, cluster_maps(normalize_activations(inputs[catalog.layer]), catalog.centroids, image.shape[-2:])
 
 
 def check_seed(name: str, seed: object) -> int:

@@ -244,7 +244,10 @@ def test_sixteen_concurrent_clients(server, served, capsys):
 
     try:
         start_rss = server.rss_mb()
-        run()  # warms every cache: samples, Gradio's file cache and session store, the thread pools
+        # Two rounds warm every cache (samples, Gradio's file cache and session store, the thread pools) and let
+        # the allocator settle: over ten rounds here RSS went 456, 470, 491, then 501 to 514 MB.
+        run()
+        run()
         warm_rss = server.rss_mb()
         results, wall, peak = run()
         middle_rss = server.rss_mb()
@@ -261,11 +264,11 @@ def test_sixteen_concurrent_clients(server, served, capsys):
     p50, p95 = latencies[len(latencies) // 2], latencies[int(0.95 * len(latencies)) - 1]
     report(capsys, f"16 concurrent clients × 20 edits: p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms, "
                    f"{320 / wall:.0f} edits/s (concurrency limit 2 on {os.cpu_count()} cores); server RSS "
-                   f"{start_rss:.0f} MB, {warm_rss:.0f} MB warm, {middle_rss:.0f} MB and {end_rss:.0f} MB after two "
-                   f"rounds of 320 edits (peak {max(peak, peak_again):.0f} MB)")
+                   f"{start_rss:.0f} MB, {warm_rss:.0f} MB after two warm-up rounds, {middle_rss:.0f} MB and "
+                   f"{end_rss:.0f} MB after two more rounds of 320 edits (peak {max(peak, peak_again):.0f} MB)")
     # Every /call/ is a session of its own, and Gradio keeps ~90 kB per session: uncapped, each round would add
     # ~30 MB. With the cap (100 here) reached while warming, the rounds settle.
-    assert end_rss - middle_rss < 20 and max(peak, peak_again) - warm_rss < 64
+    assert end_rss - warm_rss < 30 and max(peak, peak_again) - warm_rss < 64
     with httpx.Client(base_url=server.url, timeout=30) as http:  # and it still answers
         assert served.model in call(http, "models", [])[1][0]
 

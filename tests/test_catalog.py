@@ -54,6 +54,21 @@ def test_kmeans_recovers_planted_clusters():
     assert (centroids.abs().max(dim=1).values > 0.95).all()
 
 
+def test_kmeans_fitted_on_some_rows_labels_them_all():
+    x, truth = _planted(n_per=500)
+    centroids, labels = spherical_kmeans(x, 4, seed=0, fit_rows=64)
+    assert labels.shape == truth.shape
+    _assert_same_partition(labels, truth, 4)
+    assert torch.equal(labels, (x @ centroids.T).argmax(dim=1))
+    again = spherical_kmeans(x, 4, seed=0, fit_rows=64)
+    assert torch.equal(again[0], centroids) and torch.equal(again[1], labels)
+    other = spherical_kmeans(x, 4, seed=1, fit_rows=64)[0]  # another seed draws other rows
+    assert not torch.equal(other, centroids)
+    assert torch.equal(spherical_kmeans(x, 4, fit_rows=len(x))[0], spherical_kmeans(x, 4)[0])
+    with pytest.raises(ValueError, match="fit_rows must be at least k"):
+        spherical_kmeans(x, 4, fit_rows=3)
+
+
 def test_kmeans_is_deterministic_and_batch_independent():
     x, _ = _planted(seed=1)
     c1, l1 = spherical_kmeans(x, 5, seed=3)
@@ -138,6 +153,24 @@ def test_cluster_maps_is_max_cosine():
     a = x.T.reshape(1, 16, 8, 10)  # 80 rows as an [N=1, C, H, W] activation map
     assert torch.equal(cluster_maps(a, centroids).flatten(), labels)
     assert torch.equal(cluster_maps(a * 7, centroids), cluster_maps(a, centroids))
+    assert torch.equal(cluster_maps(a, centroids, (8, 10)), cluster_maps(a, centroids))
+
+
+def test_cluster_maps_upsampled_follow_the_boundary():
+    # Two clusters split along the diagonal of an 8×8 map: upsampled ×4, the labels keep the interior of
+    # each side (as nearest would) but the boundary runs along the diagonal, not in 4×4 steps.
+    centroids = torch.eye(2)
+    rows, cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    below = (rows > cols).float()
+    a = torch.stack([1 - below, below])[None] + 0.01  # [1, 2, 8, 8]
+    up = cluster_maps(a, centroids, (32, 32))[0]
+    assert up.shape == (32, 32)
+    nearest = resize_labels(cluster_maps(a, centroids), (32, 32))[0]
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    far = (y - x).abs() > 6  # more than 1.5 coarse pixels from the diagonal
+    assert torch.equal(up[far], nearest[far])
+    exact = (y > x + 2).long()  # the boundary at pixel centres, shifted by the half-pixel of the coarse grid
+    assert (up != exact).float().mean() < (nearest != exact).float().mean()
 
 
 def _catalog(k: int = 4) -> Catalog:
@@ -184,6 +217,11 @@ def test_state_round_trip():
     tensors = load_safetensors(save_safetensors(tensors))
     back = Catalog.from_state(meta, tensors)
     assert (back.layer, back.k, back.n_samples, back.truncation, back.seed) == ("convs.0", 4, 10, 0.7, 3)
+    assert back.fit_rows is None and meta["fit_rows"] is None
+    fitted = Catalog.from_state({**meta, "fit_rows": 64}, tensors)
+    assert fitted.fit_rows == 64 and fitted.to_state()[0]["fit_rows"] == 64
+    older = {key: value for key, value in meta.items() if key not in ("fit_rows", "timings")}
+    assert Catalog.from_state(older, tensors).fit_rows is None  # written before fit_rows existed
     assert back.parts == catalog.parts and dict(back.timings) == dict(catalog.timings)
     assert list(back.M) == list(catalog.M)  # synthesis order survives safetensors' sorted keys
     assert torch.equal(back.centroids, catalog.centroids)
@@ -215,6 +253,8 @@ def test_state_validation():
         Catalog.from_state(meta, {**tensors, "centroids": torch.zeros(4, 6)})
     with pytest.raises(ValueError, match="format_version"):
         Catalog.from_state(broken(format_version=2), tensors)
+    with pytest.raises(ValueError, match="fit_rows must be a positive integer"):
+        Catalog.from_state(broken(fit_rows=0), tensors)
 
 
 def test_build_catalog_on_tiny_generator(tiny_generator):
@@ -238,5 +278,9 @@ def test_build_catalog_on_tiny_generator(tiny_generator):
         assert torch.allclose(m, contribution(normalize_activations(acts[name]), labels, 3), atol=1e-5), name
     again = build_catalog(g, "convs.3", k=3, n_samples=6, seed=5, batch=4, progress=False)
     assert torch.equal(again.centroids, catalog.centroids)
+    assert catalog.fit_rows is None
+    fitted = build_catalog(g, "convs.3", k=3, n_samples=6, seed=5, batch=4, fit_rows=300, progress=False)
+    assert fitted.fit_rows == 300 and not torch.equal(fitted.centroids, catalog.centroids)
+    assert build_catalog(g, "convs.3", k=3, n_samples=1, fit_rows=300, progress=False).fit_rows is None  # 256 rows
     with pytest.raises(ValueError, match="unknown layer"):
         build_catalog(g, "convs.99", k=3, n_samples=2, progress=False)
