@@ -39,7 +39,8 @@ def _cmd_label(args: argparse.Namespace) -> None:
             raise ValueError(f"parts are written name=id,id,... (e.g. eyes=3,7), got {item!r}")
         parts[name] = [int(i) for i in ids.split(",")]
     epsilon = dict(_pair(e, float) for e in args.epsilon)
-    catalog = model.catalog.with_parts(parts, epsilon=epsilon)
+    threshold = dict(_pair(t, float) for t in args.threshold)
+    catalog = model.catalog.with_parts(parts, epsilon=epsilon, threshold=threshold)
     save_catalog(model.folder, catalog)
     print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
 
@@ -224,6 +225,30 @@ def _cmd_render_faces(args: argparse.Namespace) -> None:
     print(f"wrote {out} and {labels}")
 
 
+def _cmd_thresholds(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.evaluate import TUNING_SEED, suggest_thresholds, threshold_table
+    from localedit.hub import load_model
+    from localedit.judge import load_judge
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    table = threshold_table(Editor(model.generator, model.catalog), load_judge(args.judge), args.thresholds,
+                            args.pairs)
+    print(f"{args.pairs} pairs from seed {TUNING_SEED}; per threshold: sequential ÷ simultaneous, sequential ÷ "
+          f"global (Out-MSE at matched In-MSE, judge ROI), In-MSE at the part's default ε")
+    for part, rows in table.items():
+        print(f"{part:>12}  " + "  ".join(
+            f"{t:g}: {r['sequential_over_simultaneous']:.2f} {r['sequential_over_global']:.2f} "
+            f"{r['in_at_default']:.0f}" for t, r in rows.items()))
+    suggestion = suggest_thresholds(table, args.keep)
+    print(f"suggested (the highest threshold keeping {args.keep:.0%} of the lowest one's In-MSE at the default ε):")
+    labels = [f"{part}={','.join(map(str, model.catalog.parts[part].clusters))}" for part in suggestion]
+    flags = [f"--threshold {part}={t:g}" for part, t in suggestion.items()]
+    print(f"python -m localedit label {args.model} " + " ".join(labels + flags))
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.evaluate import FULL, QUICK, evaluate
@@ -279,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model", help="a local model folder with a catalog")
     p.add_argument("parts", nargs="+", metavar="NAME=IDS")
     p.add_argument("--epsilon", action="append", default=[], metavar="NAME=EPS", help="a part's default ε")
+    p.add_argument("--threshold", action="append", default=[], metavar="NAME=T",
+                   help="a part's sequential threshold (see the thresholds command)")
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
@@ -328,6 +355,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fit-rows", type=int, help="time k-means fitted on this many rows (catalog --fit-rows)")
     p.add_argument("--repeats", type=int, default=30)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("thresholds", help="locality and edit strength per part over sequential thresholds, "
+                       "on tuning seeds, and a suggested threshold per part")
+    p.add_argument("model", help="a local folder or owner/name[@revision] with a labelled catalog")
+    p.add_argument("--judge", default="assets/judge", help="the judge's folder")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3, 0.4],
+                   help="the lowest is the reference for the edit strength")
+    p.add_argument("--pairs", type=int, default=64, help="target/reference pairs per part")
+    p.add_argument("--keep", type=float, default=0.9, help="share of the edit strength a threshold must keep")
+    p.set_defaults(func=_cmd_thresholds)
 
     p = sub.add_parser("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")
     p.add_argument("--model", required=True, help="a local folder or owner/name[@revision] with a catalog")

@@ -240,23 +240,24 @@ class Catalog:
         index = torch.tensor(part.clusters)
         return {layer: m[index.to(m.device)].sum(dim=0) for layer, m in self.M.items()}
 
-    def with_parts(self, parts: Mapping[str, Iterable[int]], *,
-                   epsilon: Mapping[str, float] | None = None) -> Catalog:
+    def with_parts(self, parts: Mapping[str, Iterable[int]], *, epsilon: Mapping[str, float] | None = None,
+                   threshold: Mapping[str, float] | None = None) -> Catalog:
         """A copy with the named parts set to these cluster ids, e.g. {"eyes": [3, 7]} (labelling, Appendix A).
 
         Other parts are kept. A part that exists keeps its ε, per-layer overrides, threshold and colour; a new
-        one gets the defaults. `epsilon` {part: ε} sets the default ε of any part, new or old.
+        one gets the defaults. `epsilon` and `threshold` {part: value} set the defaults of any part, new or old.
         """
-        epsilon = dict(epsilon or {})
-        unknown = sorted(set(epsilon) - set(parts) - set(self.parts))
+        settings = {"epsilon": dict(epsilon or {}), "threshold": dict(threshold or {})}
+        unknown = sorted(set().union(*settings.values()) - set(parts) - set(self.parts))
         if unknown:
-            raise ValueError(f"epsilon given for parts that do not exist: {unknown}")
+            raise ValueError(f"epsilon or threshold given for parts that do not exist: {unknown}")
         updated = dict(self.parts)
         for name, clusters in parts.items():
             old = self.parts.get(name)
             updated[name] = Part(name, tuple(clusters)) if old is None else replace(old, clusters=tuple(clusters))
-        for name, eps in epsilon.items():
-            updated[name] = replace(updated[name], epsilon=eps)
+        for key, values in settings.items():
+            for name, value in values.items():
+                updated[name] = replace(updated[name], **{key: value})
         return replace(self, parts=updated)
 
     def without_parts(self, names: Iterable[str]) -> Catalog:

@@ -36,6 +36,8 @@ from localedit.stylegan2 import seed_to_z
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
 EVAL_SEED = 100_000
+# Seeds for tuning part defaults (`threshold_table`): disjoint from the catalog's and from the evaluation's.
+TUNING_SEED = 300_000
 # Held-out procedural faces for the reference statistics (the judge trained from index 0).
 PROCEDURAL_OFFSET = 2_000_000
 
@@ -181,40 +183,93 @@ def _edit_batch(editor: Editor, targets: _Samples, references: _Samples, q: dict
     return torch.cat(out)
 
 
+def _edit_error(editor: Editor, targets: _Samples, references: _Samples, lab_t: Tensor, batch: int,
+                part: str, **knobs) -> Tensor:
+    """Squared CIELAB error [B, H, W] of each target edited towards its reference with these knobs."""
+    params = editor.resolve(0, 0, part, **knobs)
+    edited = _edit_batch(editor, targets, references, editor.query(params), batch)
+    return (srgb_to_lab(edited) - lab_t).square().sum(dim=1)
+
+
+def _curve(editor: Editor, targets: _Samples, references: _Samples, lab_t: Tensor, batch: int, part: str,
+           method: str, bar: tqdm, **knobs) -> dict:
+    """One method's sweep for one part: In-MSE and Out-MSE per value, with the judge's and the cluster ROI."""
+    knob, values = SWEEPS[method]
+    judged_roi = targets.labels == PARTS.index(part)
+    cluster_roi = torch.isin(targets.clusters, torch.tensor(editor.catalog.parts[part].clusters))
+    points = {"param": knob, "values": list(values), "in": [], "out": [], "in_cluster": [], "out_cluster": []}
+    for value in values:
+        err = _edit_error(editor, targets, references, lab_t, batch, part, method=method, **knobs, **{knob: value})
+        for roi, suffix in ((judged_roi, ""), (cluster_roi, "_cluster")):
+            i, o = in_out_mse(err, roi)
+            points["in" + suffix].append(float(i.mean()))
+            points["out" + suffix].append(float(o.mean()))
+        bar.update()
+    return points
+
+
 def locality(editor: Editor, targets: _Samples, references: _Samples, batch: int,
              progress: bool) -> tuple[dict, dict[str, np.ndarray]]:
     """Sweeps per part and method → curves {part: {method: {"param", "in", "out", "in_cluster", ...}}},
     and the mean squared-error heatmap per part at its default ε."""
     lab_t = srgb_to_lab(targets.images)
-    curves: dict = {}
+    parts = judged_parts(editor)
+    bar = tqdm(total=len(parts) * (sum(len(v) for _, v in SWEEPS.values()) + 1), desc="locality",
+               disable=not progress, leave=False)
+    curves = {part: {method: _curve(editor, targets, references, lab_t, batch, part, method, bar)
+                     for method in SWEEPS} for part in parts}
     heatmaps = {}
-    jobs = [(part, method, value) for part in judged_parts(editor) for method, (_, values) in SWEEPS.items()
-            for value in values]
-    bar = tqdm(total=len(jobs) + len(judged_parts(editor)), desc="locality", disable=not progress, leave=False)
-    for part in judged_parts(editor):
-        judged_roi = targets.labels == PARTS.index(part)
-        cluster_roi = torch.isin(targets.clusters, torch.tensor(editor.catalog.parts[part].clusters))
-        curves[part] = {}
-        for method, (knob, values) in SWEEPS.items():
-            points = {"param": knob, "values": list(values), "in": [], "out": [], "in_cluster": [],
-                      "out_cluster": []}
-            for value in values:
-                params = editor.resolve(0, 0, part, method=method, **{knob: value})
-                err = (srgb_to_lab(_edit_batch(editor, targets, references, editor.query(params), batch))
-                       - lab_t).square().sum(dim=1)
-                for roi, suffix in ((judged_roi, ""), (cluster_roi, "_cluster")):
-                    i, o = in_out_mse(err, roi)
-                    points["in" + suffix].append(float(i.mean()))
-                    points["out" + suffix].append(float(o.mean()))
-                bar.update()
-            curves[part][method] = points
-        params = editor.resolve(0, 0, part)
-        err = (srgb_to_lab(_edit_batch(editor, targets, references, editor.query(params), batch))
-               - lab_t).square().sum(dim=1)
-        heatmaps[part] = err.mean(dim=0).numpy()
+    for part in parts:
+        heatmaps[part] = _edit_error(editor, targets, references, lab_t, batch, part).mean(dim=0).numpy()
         bar.update()
     bar.close()
     return curves, heatmaps
+
+
+def threshold_sweep(editor: Editor, targets: _Samples, references: _Samples, thresholds: list[float],
+                    batch: int, progress: bool) -> dict[str, dict[float, dict[str, float]]]:
+    """For each part and sequential threshold: Out-MSE at matched In-MSE over simultaneous and over global
+    (judge ROI), and the In-MSE of an edit at the part's default ε, which says how visible its edits stay."""
+    lab_t = srgb_to_lab(targets.images)
+    parts = judged_parts(editor)
+    steps = len(SWEEPS["simultaneous"][1]) + len(SWEEPS["global"][1]) + len(thresholds) * len(SWEEPS["sequential"][1])
+    bar = tqdm(total=len(parts) * steps, desc="thresholds", disable=not progress, leave=False)
+    table: dict[str, dict[float, dict[str, float]]] = {}
+    for part in parts:
+        others = {m: _curve(editor, targets, references, lab_t, batch, part, m, bar)
+                  for m in ("simultaneous", "global")}
+        judged_roi = targets.labels == PARTS.index(part)
+        table[part] = {}
+        for threshold in thresholds:
+            sequential = _curve(editor, targets, references, lab_t, batch, part, "sequential", bar,
+                                threshold=threshold)
+            err = _edit_error(editor, targets, references, lab_t, batch, part, threshold=threshold)
+            table[part][threshold] = {
+                **{f"sequential_over_{m}": out_at_matched_in(sequential, c) for m, c in others.items()},
+                "in_at_default": float(in_out_mse(err, judged_roi)[0].mean())}
+    bar.close()
+    return table
+
+
+def threshold_table(editor: Editor, judge: Judge, thresholds: list[float], pairs: int = 64, batch: int = 32,
+                    progress: bool = True) -> dict[str, dict[float, dict[str, float]]]:
+    """`threshold_sweep` on `pairs` (target, reference) pairs from the tuning seeds."""
+    seeds = TUNING_SEED + np.arange(2 * pairs)
+    psi = editor.generator.config.truncation
+    with torch.inference_mode():
+        targets = _Samples(editor, judge, seeds[0::2].tolist(), psi, batch, progress)
+        references = _Samples(editor, judge, seeds[1::2].tolist(), psi, batch, progress)
+        return threshold_sweep(editor, targets, references, sorted(thresholds), batch, progress)
+
+
+def suggest_thresholds(table: dict[str, dict[float, dict[str, float]]], keep: float = 0.9) -> dict[str, float]:
+    """Per part, the highest threshold whose edit at the default ε keeps ≥ `keep` of the In-MSE it has at the
+    lowest threshold: a higher threshold leaves out weakly related channels (more local), until the edit fades."""
+    out = {}
+    for part, rows in table.items():
+        low = rows[min(rows)]["in_at_default"]
+        out[part] = max(t for t, row in rows.items() if row["in_at_default"] >= keep * low)
+    return out
 
 
 def out_at_matched_in(curve_a: dict, curve_b: dict, suffix: str = "", points: int = 16) -> float:

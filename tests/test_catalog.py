@@ -203,6 +203,13 @@ def test_parts_and_labelling():
         catalog.with_parts({"hair": [4]})
     with pytest.raises(ValueError, match="do not exist"):
         catalog.with_parts({}, epsilon={"hair": 1.0})
+    strict = relabelled.with_parts({"hair": [1]}, threshold={"eyes": 0.3, "hair": 0.25})
+    assert (strict.parts["eyes"].threshold, strict.parts["eyes"].epsilon) == (0.3, 7.0)
+    assert strict.parts["hair"].threshold == 0.25 and strict.parts["mouth"].threshold == 0.1
+    with pytest.raises(ValueError, match="do not exist"):
+        catalog.with_parts({}, threshold={"hair": 0.2})
+    with pytest.raises(ValueError, match="threshold must be in"):
+        catalog.with_parts({}, threshold={"eyes": 1.5})
 
 
 def test_state_round_trip():

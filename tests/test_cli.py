@@ -28,7 +28,7 @@ def model_dir(tmp_path_factory, tiny_generator):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_generator(folder, tiny_generator.config, tiny_generator.state_dict(), card="# tiny\nrandom weights")
     run("catalog", str(folder), "--layer", "convs.2", "--clusters", "4", "--samples", "8")
-    run("label", str(folder), "eyes=0", "mouth=1,2", "--epsilon", "eyes=40")
+    run("label", str(folder), "eyes=0", "mouth=1,2", "--epsilon", "eyes=40", "--threshold", "mouth=0.25")
     return folder
 
 
@@ -36,7 +36,8 @@ def test_catalog_and_label(model_dir):
     model = load_model(str(model_dir))
     assert model.catalog.layer == "convs.2" and model.catalog.k == 4 and model.catalog.n_samples == 8
     assert model.catalog.parts["eyes"].clusters == (0,) and model.catalog.parts["eyes"].epsilon == 40
-    assert model.catalog.parts["mouth"].clusters == (1, 2)
+    assert model.catalog.parts["mouth"].clusters == (1, 2) and model.catalog.parts["mouth"].threshold == 0.25
+    assert model.catalog.parts["eyes"].threshold == 0.1
     sheet = Image.open(model_dir / "catalog.png")
     assert sheet.width > 500 and sheet.height > 200
 

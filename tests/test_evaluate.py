@@ -21,6 +21,8 @@ from localedit.evaluate import (
     out_at_matched_in,
     structure_validity,
     suggest_parts,
+    suggest_thresholds,
+    threshold_table,
 )
 from localedit.faces import PARTS, render_arrays
 from localedit.judge import Judge
@@ -77,6 +79,31 @@ def test_structure_validity_rejects_missing_parts():
     no_eyes = truth.clone()
     no_eyes[no_eyes == PARTS.index("eyes")] = PARTS.index("skin")
     assert structure_validity(no_eyes, ranges) == 0.0
+
+
+def test_threshold_table_on_the_tiny_model(tiny_generator, tiny_catalog):
+    editor = Editor(tiny_generator, tiny_catalog)
+    table = threshold_table(editor, FixedLayoutJudge().eval(), [0.3, 0.0], pairs=2, batch=4, progress=False)
+    assert set(table) == {"eyes", "mouth"}
+    for part, rows in table.items():
+        assert list(rows) == [0.0, 0.3], part  # sorted
+        for row in rows.values():
+            assert set(row) == {"sequential_over_simultaneous", "sequential_over_global", "in_at_default"}
+            assert math.isfinite(row["in_at_default"]) and row["in_at_default"] > 0, (part, row)
+            # NaN only where the curves' In-MSE ranges do not overlap (see out_at_matched_in)
+            assert all(math.isnan(v) or v >= 0 for v in row.values()), (part, row)
+    assert set(suggest_thresholds(table)) == {"eyes", "mouth"}
+
+
+def test_suggest_thresholds_keeps_the_edit_visible():
+    def rows(*strengths):
+        return {t: {"in_at_default": v} for t, v in zip((0.1, 0.2, 0.3), strengths, strict=True)}
+
+    table = {"eyes": rows(100, 95, 60), "hair": rows(100, 99, 91), "mouth": rows(100, 50, 95), "nose": rows(0, 0, 0)}
+    # The highest threshold keeping 90 % of the lowest one's In-MSE (even after a dip), and for a part that
+    # no edit moves, the highest.
+    assert suggest_thresholds(table) == {"eyes": 0.2, "hair": 0.3, "mouth": 0.3, "nose": 0.3}
+    assert suggest_thresholds(table, keep=0.99) == {"eyes": 0.1, "hair": 0.2, "mouth": 0.1, "nose": 0.3}
 
 
 def test_out_at_matched_in_ratio():
