@@ -11,6 +11,7 @@ the editor is deterministic and every image is sent as PNG, so the same link giv
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import math
@@ -49,6 +50,14 @@ except ImportError:
 # 6 ms with one torch thread and 0.9 s with two (the threads wait on each other whenever anything else runs).
 torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
 CONCURRENCY = int(os.environ.get("LOCALEDIT_CONCURRENCY", str(min(os.cpu_count() or 1, 4))))
+# glibc gives each thread that allocates an arena of its own, and under Gradio's worker threads the server's RSS
+# kept creeping: over ten rounds of 16 clients × 20 edits it went 456, 470, 491, then 501 → 514 MB. With two
+# arenas it went 443, 451, 456, then 460 → 471 MB, settling from the sixth round. M_ARENA_MAX is mallopt's
+# option -8; where libc is not glibc this is skipped.
+try:
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)
+except (OSError, AttributeError):
+    pass
 # Gradio keeps a copy of the page's config for every session, about 90 kB here, and every plain HTTP API call
 # (/call/edit) is a session of its own: capping them bounds memory (Gradio's default is 10000, about 0.9 GB).
 SESSIONS = int(os.environ.get("LOCALEDIT_SESSIONS", "512"))
@@ -139,7 +148,9 @@ class PngFiles:
 
     def __call__(self, image: np.ndarray) -> str:
         buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="png")
+        # Fast zlib: level 1 encodes the four images of an edit in 1.5 ms instead of 3.1 ms (level 6), 10–25 %
+        # larger; the bytes are as deterministic either way.
+        Image.fromarray(image).save(buffer, format="png", compress_level=1)
         data = buffer.getvalue()
         path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
         with self._lock:

@@ -245,7 +245,7 @@ def test_sixteen_concurrent_clients(server, served, capsys):
     try:
         start_rss = server.rss_mb()
         # Two rounds warm every cache (samples, Gradio's file cache and session store, the thread pools) and let
-        # the allocator settle: over ten rounds here RSS went 456, 470, 491, then 501 to 514 MB.
+        # the allocator settle (see app.py on malloc arenas).
         run()
         run()
         warm_rss = server.rss_mb()
