@@ -237,6 +237,15 @@ pooled encoder features give a Fréchet distance between face sets (`localedit.j
 - Wall time: {record['seconds']:.0f} s, rendering included, on {record['hardware']}.
 - Weights are stored in float16 ({record['file_bytes'] / 1e6:.2f} MB); they load into float32.
 
+## The data
+
+Faces 0–63 and their part labels, as the judge and the embedded generator learn them:
+
+![64 procedural faces](faces.png)
+![their part labels](faces_labels.png)
+
+`python -m localedit render-faces --out assets/judge/faces.png --upscale 2`
+
 ## Held-out IoU
 
 Faces {record['eval_offset']}..{record['eval_offset'] + record['eval_n'] - 1}, disjoint from training, with
