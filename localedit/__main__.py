@@ -26,6 +26,19 @@ def _cmd_catalog(args: argparse.Namespace) -> None:
     print(f"contact sheet → {sheet}; name the clusters with: python -m localedit label {args.model} eyes=3,7 ...")
 
 
+def _cmd_sheet(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.hub import load_model
+    from localedit.sheets import contact_sheet
+
+    model = load_model(args.model)
+    if model.catalog is None:
+        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    out = Path(args.output or Path(model.folder) / "catalog.png")
+    contact_sheet(Editor(model.generator, model.catalog), range(args.n), model.catalog.truncation).save(out)
+    print(f"contact sheet → {out}")
+
+
 def _cmd_label(args: argparse.Namespace) -> None:
     from localedit.hub import load_model, save_catalog
 
@@ -299,6 +312,12 @@ def main(argv: list[str] | None = None) -> None:
                    "(faster on big models; default: all rows)")
     p.add_argument("--sheet", help="contact sheet PNG (default: MODEL/catalog.png)")
     p.set_defaults(func=_cmd_catalog)
+
+    p = sub.add_parser("sheet", help="the contact sheet of a model's catalog, with the parts named so far")
+    p.add_argument("model", help="a local model folder with a catalog")
+    p.add_argument("--n", type=int, default=8, help="samples (seeds 0..n-1)")
+    p.add_argument("-o", "--output", help="PNG (default: MODEL/catalog.png)")
+    p.set_defaults(func=_cmd_sheet)
 
     p = sub.add_parser("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
     p.add_argument("model", help="a local model folder with a catalog")

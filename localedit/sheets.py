@@ -27,20 +27,31 @@ def sample_grid(generator: Generator, seeds: Sequence[int], truncation: float, c
     return viz.grid([cells[i:i + columns] for i in range(0, len(cells), columns)])
 
 
-def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float) -> Image.Image:
-    """Samples with their cluster maps overlaid, and a numbered legend, so a person can name the clusters."""
+def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float, columns: int = 8) -> Image.Image:
+    """What a person needs to name the clusters: the samples with their cluster maps overlaid and a numbered
+    legend, then one tile per cluster showing only its pixels on the first four samples."""
     catalog = editor.catalog
-    cells = []
+    colours = viz.palette(catalog.k)
+    names = {c: name for name, part in catalog.parts.items() for c in part.clusters}
+    images, maps = [], []
     for seed in seeds:
         sample = editor.sample(seed, truncation)
         small = to_uint8(sample.image)
-        image = viz.upscale(small, _scale_for(small, 128))
-        clusters = viz.upscale(sample.clusters.numpy(), image.shape[0] // sample.clusters.shape[0])
-        cells.append([image, viz.cluster_overlay(image, clusters)])
-    names = {c: name for name, part in catalog.parts.items() for c in part.clusters}
-    rows = [[pair[0] for pair in cells[i:i + 4]] + [pair[1] for pair in cells[i:i + 4]]
-            for i in range(0, len(cells), 4)]
-    return viz.beside(viz.grid(rows), viz.legend(catalog.k, names))
+        images.append(viz.upscale(small, _scale_for(small, 128)))
+        maps.append(viz.upscale(sample.clusters.numpy(), images[-1].shape[0] // sample.clusters.shape[0]))
+    overlays = [viz.cluster_overlay(image, clusters, colours) for image, clusters in zip(images, maps, strict=True)]
+    rows = [images[i:i + 4] + overlays[i:i + 4] for i in range(0, len(images), 4)]
+    overview = viz.grid(rows)
+    overview = viz.beside(overview, viz.legend(colours, names, height=overview.height))
+
+    tiles = []
+    for k in range(catalog.k):
+        # Half size: four samples in a 2 × 2 tile as wide as one sample above.
+        shown = [viz.spotlight(im, m == k)[::2, ::2] for im, m in zip(images[:4], maps[:4], strict=False)]
+        tile = np.asarray(viz.grid([shown[i:i + 2] for i in range(0, len(shown), 2)], pad=1))
+        tiles.append(np.asarray(viz.labelled_row([tile], [f"{k}" + (f"  {names[k]}" if k in names else "")])))
+    tile_rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    return viz.above(overview, viz.grid(tile_rows, pad=4))
 
 
 def edit_strip(editor: Editor, result: EditResult) -> Image.Image:

@@ -6,6 +6,8 @@ the app and the evaluation share one look.
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -15,12 +17,24 @@ _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 
 _LUT = np.stack([np.interp(np.linspace(0, len(_RAMP) - 1, 256), np.arange(len(_RAMP)), _RAMP[:, c])
                  for c in range(3)], axis=1).round().astype(np.uint8)
 
-# Distinct colours for cluster maps; cluster k uses PALETTE[k % len(PALETTE)].
-PALETTE = np.array([
+# Distinct colours for cluster maps: these first, then generated ones (see `palette`).
+_BASE_PALETTE = np.array([
     [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
     [170, 110, 40], [255, 250, 200], [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180],
     [0, 0, 128], [128, 128, 128]], dtype=np.uint8)
+
+
+def palette(k: int) -> np.ndarray:
+    """k colours [k, 3] uint8, none repeated: the base palette, then hues a golden angle apart at alternating
+    brightness, so that no two clusters of a catalog share a colour."""
+    extra = []
+    for i in range(max(0, k - len(_BASE_PALETTE))):
+        hue = (0.07 + 0.618034 * i) % 1.0
+        value = (0.55, 0.95, 0.75)[i % 3]
+        extra.append(colorsys.hsv_to_rgb(hue, 0.75, value))
+    generated = (np.array(extra, dtype=np.float64).reshape(-1, 3) * 255).round().astype(np.uint8)
+    return np.concatenate([_BASE_PALETTE, generated])[:k]
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
@@ -56,10 +70,15 @@ def diff_image(diff: np.ndarray, roi: np.ndarray, color: str, scale: int = 1,
     return image
 
 
-def cluster_overlay(image: np.ndarray, clusters: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Blend each pixel with its cluster's colour; clusters [H, W] at the image's resolution."""
-    colours = PALETTE[clusters % len(PALETTE)].astype(np.float32)
-    return (image * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+def cluster_overlay(image: np.ndarray, clusters: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend each pixel with its cluster's colour; clusters [H, W] at the image's resolution, colours [K, 3]."""
+    return (image * (1 - alpha) + colours[clusters].astype(np.float32) * alpha).round().astype(np.uint8)
+
+
+def spotlight(image: np.ndarray, mask: np.ndarray, dim: float = 0.25) -> np.ndarray:
+    """The image where mask [H, W] is set; elsewhere a dim grey version of it, so the region stands out."""
+    grey = image.mean(axis=2, keepdims=True) * dim + 255 * (1 - dim) * 0.15
+    return np.where(mask[..., None], image, grey.round().astype(np.uint8))
 
 
 def labelled_row(images: list[np.ndarray], captions: list[str], pad: int = 4) -> Image.Image:
@@ -87,15 +106,20 @@ def grid(cells: list[list[np.ndarray]], pad: int = 2, background: str = "white")
     return sheet
 
 
-def legend(k: int, names: dict[int, str] | None = None, swatch: int = 14) -> Image.Image:
-    """A numbered colour legend for k clusters, with part names where clusters are labelled."""
+def legend(colours: np.ndarray, names: dict[int, str] | None = None, height: int | None = None,
+           swatch: int = 14) -> Image.Image:
+    """A numbered colour legend, one entry per colour, with part names where clusters are labelled; in as many
+    columns as it takes to stay within `height` pixels."""
     names = names or {}
-    sheet = Image.new("RGB", (150, (swatch + 4) * k + 4), "white")
+    k, step = len(colours), swatch + 4
+    per_column = max(1, ((height or step * k + 4) - 4) // step)
+    columns = -(-k // per_column)
+    sheet = Image.new("RGB", (120 * columns, step * min(k, per_column) + 4), "white")
     draw = ImageDraw.Draw(sheet)
-    for i in range(k):
-        y = 4 + i * (swatch + 4)
-        draw.rectangle([4, y, 4 + swatch, y + swatch], fill=tuple(int(v) for v in PALETTE[i % len(PALETTE)]))
-        draw.text((8 + swatch, y + 1), f"{i}" + (f"  {names[i]}" if i in names else ""), fill="black")
+    for i, colour in enumerate(colours):
+        x, y = 4 + 120 * (i // per_column), 4 + step * (i % per_column)
+        draw.rectangle([x, y, x + swatch, y + swatch], fill=tuple(int(v) for v in colour))
+        draw.text((x + 4 + swatch, y + 1), f"{i}" + (f"  {names[i]}" if i in names else ""), fill="black")
     return sheet
 
 
@@ -103,4 +127,11 @@ def beside(left: Image.Image, right: Image.Image, pad: int = 6) -> Image.Image:
     sheet = Image.new("RGB", (left.width + right.width + pad, max(left.height, right.height)), "white")
     sheet.paste(left, (0, 0))
     sheet.paste(right, (left.width + pad, 0))
+    return sheet
+
+
+def above(top: Image.Image, bottom: Image.Image, pad: int = 6) -> Image.Image:
+    sheet = Image.new("RGB", (max(top.width, bottom.width), top.height + bottom.height + pad), "white")
+    sheet.paste(top, (0, 0))
+    sheet.paste(bottom, (0, top.height + pad))
     return sheet

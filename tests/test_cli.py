@@ -42,6 +42,15 @@ def test_catalog_and_label(model_dir):
     assert sheet.width > 500 and sheet.height > 200
 
 
+def test_sheet_after_labelling(model_dir, tmp_path):
+    out = tmp_path / "sheet.png"
+    run("sheet", str(model_dir), "--n", "4", "-o", str(out))
+    sheet = np.asarray(Image.open(out))
+    overview = 128 + 2 * 2  # one row of 4 samples and their overlays, 128 px each
+    assert sheet.shape[0] > overview + 2 * 64  # and a row of tiles below it: 2 × 2 half-size samples each
+    assert sheet.shape[1] >= 8 * 128
+
+
 def test_edit_strip_and_grid(model_dir, tmp_path):
     out = run("edit", "--model", str(model_dir), "--target", "3", "--reference", "7", "--part", "eyes",
               "--epsilon", "50", "-o", str(tmp_path / "strip.png"))
