@@ -196,7 +196,8 @@ def _run(model, target, reference, part, epsilon, method, threshold, lam, trunca
 
 
 def _views(model: str, editor: Editor, r: EditResult) -> tuple:
-    edited = png(r.edited)
+    """The six outputs of `edit`, then the target's and the reference's PNGs again for the thumbnails."""
+    edited, target, reference = png(r.edited), png(r.target), png(r.reference)
     color = editor.catalog.parts[r.params.part].color
     # Drawn at half the scale and doubled, so that the part's outline is two pixels wide.
     scale = max(1, DIFF_SIZE // r.diff.shape[0])
@@ -205,7 +206,7 @@ def _views(model: str, editor: Editor, r: EditResult) -> tuple:
     diff = upscale(diff, scale // max(1, scale // 2))
     p = r.params
     link = Controls(model, p.target, p.reference, p.part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
-    return edited, (png(r.target), edited), png(r.reference), png(diff), stats_line(editor, r), link.query()
+    return edited, (target, edited), reference, png(diff), stats_line(editor, r), link.query(), target, reference
 
 
 @gpu
@@ -219,7 +220,7 @@ def edit(model: str, target: int, reference: int, part: str, epsilon: float | No
     truncation default to the part's and the model's own values when None.
     """
     editor, result = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
-    return _views(model, editor, result)
+    return _views(model, editor, result)[:6]
 
 
 @gpu
@@ -228,7 +229,7 @@ def edit_view(model, target, reference, part, epsilon, method, threshold, lam, t
     if target is None or reference is None or part is None:
         return (gr.skip(),) * 8
     editor, r = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
-    return _views(model, editor, r) + (png(r.target), png(r.reference))
+    return _views(model, editor, r)
 
 
 @gpu

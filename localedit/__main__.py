@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 
+def _cataloged(source: str):
+    """A model that has a catalog, or a ValueError that says how to make one."""
+    from localedit.hub import load_model
+
+    model = load_model(source)
+    if model.catalog is None:
+        raise ValueError(f"{source} has no catalog yet: run `python -m localedit catalog {source}` first")
+    return model
+
+
 def _cmd_catalog(args: argparse.Namespace) -> None:
     from localedit.catalog import build_catalog
     from localedit.edit import Editor
@@ -28,23 +38,18 @@ def _cmd_catalog(args: argparse.Namespace) -> None:
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
-    from localedit.hub import load_model
     from localedit.sheets import contact_sheet
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    model = _cataloged(args.model)
     out = Path(args.output or Path(model.folder) / "catalog.png")
     contact_sheet(Editor(model.generator, model.catalog), range(args.n), model.catalog.truncation).save(out)
     print(f"contact sheet → {out}")
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
-    from localedit.hub import load_model, save_catalog
+    from localedit.hub import save_catalog
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    model = _cataloged(args.model)
     parts = {}
     for item in args.parts:
         name, _, ids = item.partition("=")
@@ -62,12 +67,9 @@ def _cmd_suggest(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.evaluate import label_suggestion
     from localedit.faces import PARTS
-    from localedit.hub import load_model
     from localedit.judge import load_judge
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    model = _cataloged(args.model)
     shares, parts = label_suggestion(Editor(model.generator, model.catalog), load_judge(args.judge), args.samples)
     print("cluster  " + " ".join(f"{p[:8]:>8}" for p in PARTS))
     for cluster, row in enumerate(shares):
@@ -86,12 +88,9 @@ def _pair(item: str, cast: type) -> tuple[str, object]:
 
 def _cmd_edit(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
-    from localedit.hub import load_model
     from localedit.sheets import edit_grid, edit_strip
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
+    model = _cataloged(args.model)
     editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
     knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
                  truncation=args.truncation)
@@ -150,12 +149,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         catalog = catalog.with_parts({"part0": [0]})
         name = f"random size-{args.random} generator"
     else:
-        from localedit.hub import load_model
-
-        model = load_model(args.model)
+        model = _cataloged(args.model)
         generator, catalog, name = model.generator, model.catalog, args.model
-        if catalog is None:
-            raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
         layer = args.layer or catalog.layer
     part = args.part or next(iter(catalog.parts))
     print(f"bench on {name} ({hardware()})")
@@ -241,12 +236,9 @@ def _cmd_render_faces(args: argparse.Namespace) -> None:
 def _cmd_thresholds(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.evaluate import TUNING_SEED, suggest_thresholds, threshold_table
-    from localedit.hub import load_model
     from localedit.judge import load_judge
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog yet: run `python -m localedit catalog {args.model}` first")
+    model = _cataloged(args.model)
     table = threshold_table(Editor(model.generator, model.catalog), load_judge(args.judge), args.thresholds,
                             args.pairs)
     print(f"{args.pairs} pairs from seed {TUNING_SEED}; per threshold: sequential ÷ simultaneous, sequential ÷ "
@@ -265,12 +257,9 @@ def _cmd_thresholds(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.evaluate import FULL, QUICK, evaluate
-    from localedit.hub import load_model
     from localedit.judge import load_judge
 
-    model = load_model(args.model)
-    if model.catalog is None:
-        raise ValueError(f"{args.model} has no catalog: run `python -m localedit catalog` first")
+    model = _cataloged(args.model)
     editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
     metrics = evaluate(editor, load_judge(args.judge), Path(args.out), QUICK if args.quick else FULL)
     loc = metrics["locality"]
