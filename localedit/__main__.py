@@ -26,7 +26,8 @@ def _cmd_catalog(args: argparse.Namespace) -> None:
 
     model = load_model(args.model)
     catalog = build_catalog(model.generator, args.layer, args.clusters, n_samples=args.samples,
-                            truncation=args.truncation, seed=args.seed, fit_rows=args.fit_rows, progress=True)
+                            truncation=args.truncation, seed=args.seed, fit_rows=args.fit_rows, resize=args.resize,
+                            progress=True)
     save_catalog(model.folder, catalog)
     sheet = Path(args.sheet or Path(model.folder) / "catalog.png")
     contact_sheet(Editor(model.generator, catalog), range(8), catalog.truncation).save(sheet)
@@ -58,7 +59,10 @@ def _cmd_label(args: argparse.Namespace) -> None:
         parts[name] = [int(i) for i in ids.split(",")]
     epsilon = dict(_pair(e, float) for e in args.epsilon)
     threshold = dict(_pair(t, float) for t in args.threshold)
-    catalog = model.catalog.with_parts(parts, epsilon=epsilon, threshold=threshold)
+    torgb = dict(_pair(t, _on_off) for t in args.torgb)
+    profile = dict(_pair(p, _profile) for p in args.profile)
+    catalog = model.catalog.with_parts(parts, epsilon=epsilon, threshold=threshold, torgb=torgb,
+                                       epsilon_profile=profile)
     save_catalog(model.folder, catalog)
     print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
 
@@ -86,12 +90,32 @@ def _pair(item: str, cast: type) -> tuple[str, object]:
     return name, cast(value)
 
 
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ValueError(f"expected on or off, got {value!r}")
+    return value == "on"
+
+
+def _profile(value: str) -> dict[str, float]:
+    from localedit.parts import LAYER_GROUPS
+
+    weights = value.split(",")
+    if len(weights) != len(LAYER_GROUPS):
+        raise ValueError(f"an ε profile is {len(LAYER_GROUPS)} weights, {','.join(LAYER_GROUPS)}, e.g. 1,1,0; "
+                         f"got {value!r}")
+    return dict(zip(LAYER_GROUPS, map(float, weights), strict=True))
+
+
+def _torgb_override(value: str | None) -> bool | None:
+    return None if value is None else _on_off(value)
+
+
 def _cmd_edit(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.sheets import edit_grid, edit_strip
 
     model = _cataloged(args.model)
-    editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
+    editor = Editor(model.generator, model.catalog, include_torgb=_torgb_override(args.torgb))
     knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
                  truncation=args.truncation)
     if args.grid:
@@ -233,25 +257,49 @@ def _cmd_render_faces(args: argparse.Namespace) -> None:
     print(f"wrote {out} and {labels}")
 
 
-def _cmd_thresholds(args: argparse.Namespace) -> None:
-    from localedit.edit import Editor
-    from localedit.evaluate import TUNING_SEED, suggest_thresholds, threshold_table
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from localedit.evaluate import TUNING_SEED
+    from localedit.hub import save_catalog
     from localedit.judge import load_judge
+    from localedit.tune import candidates, ceiling, choose, tune, with_choices
 
     model = _cataloged(args.model)
-    table = threshold_table(Editor(model.generator, model.catalog), load_judge(args.judge), args.thresholds,
-                            args.pairs)
-    print(f"{args.pairs} pairs from seed {TUNING_SEED}; per threshold: sequential ÷ simultaneous, sequential ÷ "
-          f"global (Out-MSE at matched In-MSE, judge ROI), In-MSE at the part's default ε")
-    for part, rows in table.items():
-        print(f"{part:>12}  " + "  ".join(
-            f"{t:g}: {r['sequential_over_simultaneous']:.2f} {r['sequential_over_global']:.2f} "
-            f"{r['in_at_default']:.0f}" for t, r in rows.items()))
-    suggestion = suggest_thresholds(table, args.keep)
-    print(f"suggested (the highest threshold keeping {args.keep:.0%} of the lowest one's In-MSE at the default ε):")
-    labels = [f"{part}={','.join(map(str, model.catalog.parts[part].clusters))}" for part in suggestion]
-    flags = [f"--threshold {part}={t:g}" for part, t in suggestion.items()]
-    print(f"python -m localedit label {args.model} " + " ".join(labels + flags))
+    if args.write and not Path(args.model).is_dir():
+        raise ValueError(f"--write saves into a local model folder; {args.model} is not one (copy it first)")
+    if args.ceiling:
+        table = ceiling(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs)
+        print(f"every channel of one layer group moved (toRGB included), {args.pairs} pairs from seed {TUNING_SEED}:")
+        print(f"{'part':>12} {'group':>7} {'colour':>7} {'shape':>6} {'visible':>8} {'leak':>7}")
+        for part, groups in table.items():
+            for group, r in groups.items():
+                print(f"{part:>12} {group:>7} {r.color:7.2f} {r.shape:6.2f} {r.visible:8.0%} {r.leak:7.3f}")
+        return
+    grid = candidates(thresholds=args.thresholds)
+    trials = tune(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs, grid=grid)
+    print(f"{len(grid)} candidates per part on {args.pairs} pairs from seed {TUNING_SEED}; rule: leak ≤ "
+          f"{args.max_leak:g}, then visible ≥ 80 %, then the most colour + shape transfer")
+    chosen = {}
+    for part, rows in trials.items():
+        best = choose(rows, args.max_leak)
+        current = next((t for t in rows if t.part == model.catalog.parts[part]), None)
+        print(f"\n{part}: {'colour':>7} {'shape':>6} {'visible':>7} {'leak':>6}  settings")
+        ranked = sorted(rows, key=lambda t: -t.score)[:args.top]
+        for t in ranked + [t for t in (best, current) if t is not None and t not in ranked]:
+            mark = "← chosen" if t is best else "← current" if t is current else ""
+            r = t.transfer
+            print(f"{'':>{len(part)}}  {r.color:7.2f} {r.shape:6.2f} {r.visible:7.0%} {r.leak:6.3f}  "
+                  f"{t.candidate.describe()} (ε {t.part.epsilon:g}) {mark}")
+        if best is None:
+            print(f"{'':>{len(part)}}  no candidate changed anything; settings unchanged")
+            continue
+        if best.transfer.leak > args.max_leak:
+            print(f"{'':>{len(part)}}  no candidate keeps the leak ≤ {args.max_leak:g}: chose the least leaky")
+        chosen[part] = best
+    if args.write:
+        save_catalog(Path(args.model), with_choices(model.catalog, chosen))
+        print(f"\nwrote the chosen settings of {sorted(chosen)} into {args.model}/catalog.json")
+    else:
+        print("\nnothing written; --write saves the chosen settings into the catalog")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -260,7 +308,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from localedit.judge import load_judge
 
     model = _cataloged(args.model)
-    editor = Editor(model.generator, model.catalog, include_torgb=args.torgb)
+    editor = Editor(model.generator, model.catalog, include_torgb=_torgb_override(args.torgb))
     metrics = evaluate(editor, load_judge(args.judge), Path(args.out), QUICK if args.quick else FULL)
     loc = metrics["locality"]
     print(json.dumps({"structure_validity": metrics["structure_validity"],
@@ -268,7 +316,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                       "locality_judge_roi": loc["judge_roi"]["mean"],
                       "locality_cluster_roi": loc["cluster_roi"]["mean"],
                       "realism": metrics["realism"]}, indent=2))
-    print(f"wrote {args.out}/metrics.json, locality_*.png, heatmaps.png")
+    print(f"transfer at each part's settings, {metrics['pairs_per_part']} held-out pairs:")
+    variety = metrics["color_variety"]
+    print(f"{'part':>12} {'colour':>7} {'shape':>6} {'visible':>8} {'leak':>6}   pairs differing in colour: "
+          f"procedural, generated")
+    for part, t in metrics["transfer"].items():
+        print(f"{part:>12} {t['color']:7.2f} {t['shape']:6.2f} {t['visible']:8.0%} {t['leak']:6.3f}   "
+              f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%}")
+    print(f"wrote {args.out}/metrics.json, transfer.png, locality_*.png, heatmaps.png")
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
@@ -299,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fit-rows", type=int, help="fit k-means on this many random rows, then label them all "
                    "(faster on big models; default: all rows)")
+    p.add_argument("--resize", choices=["nearest", "bilinear"], default="nearest",
+                   help="how Eq. 1 resizes the cluster maps to each layer: nearest, as the authors' code, or "
+                   "bilinear, as §3.1 writes (it transferred less on the embedded model; see its card)")
     p.add_argument("--sheet", help="contact sheet PNG (default: MODEL/catalog.png)")
     p.set_defaults(func=_cmd_catalog)
 
@@ -313,7 +371,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("parts", nargs="+", metavar="NAME=IDS")
     p.add_argument("--epsilon", action="append", default=[], metavar="NAME=EPS", help="a part's default ε")
     p.add_argument("--threshold", action="append", default=[], metavar="NAME=T",
-                   help="a part's sequential threshold (see the thresholds command)")
+                   help="a part's sequential threshold (see the tune command)")
+    p.add_argument("--torgb", action="append", default=[], metavar="NAME=on|off",
+                   help="whether a part's edits touch the toRGB styles")
+    p.add_argument("--profile", action="append", default=[], metavar="NAME=C,M,F",
+                   help="a part's ε weights for the coarse (4–8 px), middle (16–32 px) and fine layers; 0 leaves "
+                   "a group unedited")
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
@@ -328,7 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--method", default="sequential", choices=["sequential", "simultaneous", "global"])
     p.add_argument("--lam", type=float, help="λ for simultaneous and global")
     p.add_argument("--truncation", type=float)
-    p.add_argument("--torgb", action="store_true", help="edit the toRGB layers' styles too (less local)")
+    p.add_argument("--torgb", choices=["on", "off"], help="edit the toRGB layers' styles for every part, or none "
+                   "(default: each part's own setting)")
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
     p.add_argument("-o", "--output", default="edit.png")
     p.set_defaults(func=_cmd_edit)
@@ -364,22 +428,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("thresholds", help="locality and edit strength per part over sequential thresholds, "
-                       "on tuning seeds, and a suggested threshold per part")
-    p.add_argument("model", help="a local folder or owner/name[@revision] with a labelled catalog")
+    p = sub.add_parser("tune", help="choose each part's edit settings (toRGB, threshold, ε profile) on tuning "
+                       "seeds, by colour and shape transfer under a leak bound")
+    p.add_argument("model", help="a model folder with a catalog whose parts the judge knows")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.15, 0.2, 0.25, 0.3, 0.4],
-                   help="the lowest is the reference for the edit strength")
-    p.add_argument("--pairs", type=int, default=64, help="target/reference pairs per part")
-    p.add_argument("--keep", type=float, default=0.9, help="share of the edit strength a threshold must keep")
-    p.set_defaults(func=_cmd_thresholds)
+    p.add_argument("--parts", nargs="+", help="parts to tune (default: every judged part)")
+    p.add_argument("--pairs", type=int, default=48, help="target/reference pairs from the tuning seeds")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4])
+    p.add_argument("--max-leak", type=float, default=0.1, help="the most leak a chosen setting may have")
+    p.add_argument("--top", type=int, default=5, help="rows of the table per part")
+    p.add_argument("--write", action="store_true", help="save the chosen settings into the model's catalog")
+    p.add_argument("--ceiling", action="store_true", help="instead: what each layer group delivers when all of "
+                   "its channels move, i.e. whether a part's look can be moved locally at all")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")
     p.add_argument("--model", required=True, help="a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
     p.add_argument("--quick", action="store_true", help="a CI-sized run (seconds) instead of the full one")
-    p.add_argument("--torgb", action="store_true", help="edit the toRGB layers' styles too (less local)")
+    p.add_argument("--torgb", choices=["on", "off"], help="edit the toRGB layers' styles for every part, or none "
+                   "(default: each part's own setting)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("train", help="train the compact StyleGAN2 on the procedural faces, or --export it")

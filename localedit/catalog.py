@@ -3,9 +3,10 @@
 1. Activations A entering one chosen layer, normalised per sample and per channel, are flattened to a bag of
    [N·H·W, C] patch embeddings and clustered with spherical (cosine) k-means: U ∈ {0,1}^{N×K×H×W}.
 2. Eq. 1 gives every style layer's contribution matrix, M_kc = mean over n,h,w of A²_nchw · U_nkhw, with U
-   resized by nearest neighbour to that layer's resolution. Normalised A makes Σ_k M_kc = mean A² = 1.
-3. A person names parts: a part is a set of cluster ids, and its row of M is the sum of its clusters' rows, so
-   relabelling needs no recomputation.
+   resized to that layer's resolution, bilinearly as §3.1 says or by nearest neighbour as the authors' code did
+   (`contribution_sum`). Normalised A makes Σ_k M_kc = mean A² = 1.
+3. A person names parts (parts.py): a part is a set of cluster ids, and its row of M is the sum of its
+   clusters' rows, so relabelling needs no recomputation.
 
 `Catalog.to_state` / `Catalog.from_state` convert to and from (catalog.json dict, catalog.safetensors tensors);
 reading and writing the files is hub.py's job.
@@ -14,9 +15,7 @@ reading and writing the files is hub.py's job.
 from __future__ import annotations
 
 import math
-import re
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -26,23 +25,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from localedit.kmeans import spherical_kmeans
+from localedit.parts import Part, check_threshold
+from localedit.query import saturating_epsilon
 from localedit.stylegan2 import Generator, seed_to_z
 
 FORMAT_VERSION = 1
-DEFAULT_EPSILON = 10.0  # a starting budget; tune it per part when labelling
-DEFAULT_THRESHOLD = 0.1  # the paper's ρ/(1+ρ) with ρ = 1/9
-PART_COLORS = {
-    "eyes": "#1f77b4", "eyebrows": "#9467bd", "nose": "#ff7f0e", "mouth": "#d62728", "teeth": "#f7f7f7",
-    "hair": "#8c564b", "skin": "#f2b880", "ears": "#17becf", "neck": "#bcbd22", "background": "#7f7f7f",
-}
-_FALLBACK_COLORS = ("#e377c2", "#2ca02c", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94", "#dbdb8d")
-_NAME = re.compile(r"^\w[\w-]*$")
-_COLOR = re.compile(r"^#[0-9a-f]{6}$")
-
-
-def default_color(name: str) -> str:
-    """A part's colour: a fixed one for common part names, else a stable pick from a small palette."""
-    return PART_COLORS.get(name, _FALLBACK_COLORS[zlib.crc32(name.encode()) % len(_FALLBACK_COLORS)])
 
 
 # --- Eq. 1 -----------------------------------------------------------------------------------------------
@@ -90,18 +77,32 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return labels[:, rows][:, :, cols]
 
 
-def contribution_sum(a: Tensor, labels: Tensor, k: int) -> Tensor:
+RESIZES = ("bilinear", "nearest")
+
+
+def contribution_sum(a: Tensor, labels: Tensor, k: int, resize: str = "nearest") -> Tensor:
     """Eq. 1 before the mean: Σ_{n,h,w} A²·U → [K, C], for normalised A [N, C, H, W] and labels [N, h, w].
 
-    Divide the total over all batches by the total N·H·W to get M; see `contribution`.
+    resize: how U reaches A's resolution. "bilinear" is §3.1 as written: the one-hot U is resampled bilinearly
+    (with PIL-style antialiasing when shrinking, so a coarse pixel holds the share of each cluster under its
+    footprint); the memberships still sum to 1 at every pixel, so Σ_k M = 1 holds. "nearest" samples the labels
+    at pixel centres, as the authors' code did; it is the default because, measured both ways on the embedded
+    model, tuned edits transferred more with it (its model card has the figures). Divide the total over all
+    batches by the total N·H·W to get M; see `contribution`.
     """
     if a.ndim != 4 or labels.ndim != 3 or labels.shape[0] != a.shape[0]:
         raise ValueError(f"need activations [N, C, H, W] and labels [N, h, w] with the same N, got "
                          f"{list(a.shape)} and {list(labels.shape)}")
     if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < k:
         raise ValueError(f"labels must be cluster ids in [0, {k}), got {int(labels.min())}..{int(labels.max())}")
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {list(RESIZES)}, got {resize!r}")
     n, c, h, w = a.shape
     squares = a.square()
+    if resize == "bilinear" and tuple(labels.shape[1:]) != (h, w):
+        u = F.one_hot(labels, k).permute(0, 3, 1, 2).to(a.dtype)
+        u = F.interpolate(u, size=(h, w), mode="bilinear", align_corners=False, antialias=h < labels.shape[1])
+        return torch.einsum("nchw,nkhw->kc", squares, u)
     if h % labels.shape[1] == 0 and w % labels.shape[2] == 0:
         # Labels coarser than the layer: nearest upsampling by an integer factor gives each label a whole block,
         # so sum A² over the blocks first and scatter at the labels' resolution.
@@ -115,72 +116,21 @@ def contribution_sum(a: Tensor, labels: Tensor, k: int) -> Tensor:
     return sums.sum(dim=0).T
 
 
-def contribution(a: Tensor, labels: Tensor, k: int) -> Tensor:
-    """Eq. 1: M [K, C] = mean over n,h,w of A²·U, with labels [N, h, w] resized to A's [H, W]."""
+def contribution(a: Tensor, labels: Tensor, k: int, resize: str = "nearest") -> Tensor:
+    """Eq. 1: M [K, C] = mean over n,h,w of A²·U, with labels [N, h, w] resized to A's [H, W] (see
+    `contribution_sum`)."""
     n, _, h, w = a.shape
-    return contribution_sum(a, labels, k) / (n * h * w)
+    return contribution_sum(a, labels, k, resize) / (n * h * w)
 
 
-# --- parts and the catalog -------------------------------------------------------------------------------
-
-
-def _check_epsilon(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):  # JSON has no infinity, so a stored ε is finite
-        raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class Part:
-    """A named semantic part: a set of clusters and its sequential-query settings (§3.2.3).
-
-    epsilon_per_layer overrides ε for some style layers; it accepts a mapping and is stored as sorted pairs so
-    the part stays immutable. An empty colour picks `default_color(name)`.
-    """
-
-    name: str
-    clusters: tuple[int, ...]
-    epsilon: float = DEFAULT_EPSILON
-    epsilon_per_layer: tuple[tuple[str, float], ...] = ()
-    threshold: float = DEFAULT_THRESHOLD
-    color: str = ""
-
-    def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ValueError(f"part name must be letters, digits, '_' or '-', got {self.name!r}")
-        clusters = tuple(int(c) for c in self.clusters)
-        if not clusters or len(set(clusters)) != len(clusters) or min(clusters) < 0:
-            raise ValueError(f"part {self.name!r}: clusters must be distinct ids ≥ 0, got {self.clusters}")
-        per_layer = dict(self.epsilon_per_layer)
-        overrides = tuple(sorted((str(layer), _check_epsilon(f"part {self.name!r}: epsilon[{layer!r}]", eps))
-                                 for layer, eps in per_layer.items()))
-        if not 0 <= float(self.threshold) < 1:
-            raise ValueError(f"part {self.name!r}: threshold must be in [0, 1), got {self.threshold}")
-        color = (self.color or default_color(self.name)).lower()
-        if not _COLOR.match(color):
-            raise ValueError(f"part {self.name!r}: color must look like '#rrggbb', got {self.color!r}")
-        object.__setattr__(self, "clusters", clusters)
-        object.__setattr__(self, "epsilon", _check_epsilon(f"part {self.name!r}: epsilon", self.epsilon))
-        object.__setattr__(self, "epsilon_per_layer", overrides)
-        object.__setattr__(self, "threshold", float(self.threshold))
-        object.__setattr__(self, "color", color)
-
-    def epsilon_map(self, layers: Iterable[str]) -> dict[str, float]:
-        """The budget ε for each of `layers`: its override, else the part's ε (for `sequential_query`)."""
-        overrides = dict(self.epsilon_per_layer)
-        return {layer: overrides.get(layer, self.epsilon) for layer in layers}
-
-    def to_dict(self) -> dict:
-        return {"clusters": list(self.clusters), "epsilon": self.epsilon,
-                "epsilon_per_layer": dict(self.epsilon_per_layer), "threshold": self.threshold,
-                "color": self.color}
+# --- the catalog ----------------------------------------------------------------------------------------
 
 
 _META_KEYS = {"format_version", "layer", "k", "n_samples", "truncation", "seed", "style_layers", "parts",
-              "timings", "fit_rows"}
-_OPTIONAL_META_KEYS = {"timings", "fit_rows"}  # catalogs written before they existed lack them
-_PART_KEYS = {"clusters", "epsilon", "epsilon_per_layer", "threshold", "color"}
+              "timings", "fit_rows", "resize"}
+_OPTIONAL_META_KEYS = {"timings", "fit_rows", "resize"}  # catalogs written before they existed lack them
+_PART_KEYS = {"clusters", "epsilon", "epsilon_per_layer", "threshold", "color", "torgb", "epsilon_profile"}
+_OPTIONAL_PART_KEYS = {"torgb", "epsilon_profile"}  # parts written before per-part settings existed lack them
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +141,8 @@ class Catalog:
     centroids: unit centroids [K, C_layer]. M: {style layer: [K, C_l]}, in synthesis order.
     timings: seconds spent building it (see `build_catalog`), if known.
     fit_rows: how many rows k-means fitted its centroids on; None for all of them.
+    resize: how Eq. 1 resized the cluster memberships to each layer, "bilinear" or "nearest"; catalogs
+      written before the choice existed used "nearest".
     """
 
     layer: str
@@ -203,6 +155,7 @@ class Catalog:
     seed: int = 0
     timings: Mapping[str, float] = field(default_factory=dict)
     fit_rows: int | None = None
+    resize: str = "nearest"  # how Eq. 1 resized U to each layer (see `contribution_sum`)
 
     def __post_init__(self) -> None:
         k = self.k
@@ -216,6 +169,8 @@ class Catalog:
         if self.M[self.layer].shape[1] != self.centroids.shape[1]:
             raise ValueError(f"centroids have {self.centroids.shape[1]} channels but layer {self.layer!r} "
                              f"has {self.M[self.layer].shape[1]}")
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of {list(RESIZES)}, got {self.resize!r}")
         if self.n_samples < 1 or not math.isfinite(self.truncation):
             raise ValueError(f"need n_samples ≥ 1 and a finite truncation, got {self.n_samples}, "
                              f"{self.truncation}")
@@ -240,17 +195,34 @@ class Catalog:
         index = torch.tensor(part.clusters)
         return {layer: m[index.to(m.device)].sum(dim=0) for layer, m in self.M.items()}
 
+    def edited_rows(self, part: Part) -> dict[str, Tensor]:
+        """The part's rows of M for the style layers its edits may touch (toRGB only where it uses them)."""
+        rows = self.part_rows(part)
+        return {layer: rows[layer] for layer in part.edited_layers(rows)}
+
+    def epsilon_max(self, part: Part, threshold: float | None = None) -> float:
+        """The end of the part's useful ε range at this threshold (default: its own): the smallest base ε, on a
+        0.01 grid, at which its sequential query is saturated, so no larger ε changes the edit."""
+        threshold = part.threshold if threshold is None else check_threshold(threshold)
+        rows = self.edited_rows(part)
+        end = saturating_epsilon(rows, part.epsilon_scales(rows), threshold)
+        # The query takes a channel while its running cost is strictly below ε: step just past the last one.
+        return math.floor(end * 100 + 1) / 100 if end > 0 else 0.0
+
     def with_parts(self, parts: Mapping[str, Iterable[int]], *, epsilon: Mapping[str, float] | None = None,
-                   threshold: Mapping[str, float] | None = None) -> Catalog:
+                   threshold: Mapping[str, float] | None = None, torgb: Mapping[str, bool] | None = None,
+                   epsilon_profile: Mapping[str, Mapping[str, float]] | None = None) -> Catalog:
         """A copy with the named parts set to these cluster ids, e.g. {"eyes": [3, 7]} (labelling, Appendix A).
 
-        Other parts are kept. A part that exists keeps its ε, per-layer overrides, threshold and colour; a new
-        one gets the defaults. `epsilon` and `threshold` {part: value} set the defaults of any part, new or old.
+        Other parts are kept. A part that exists keeps its settings and colour; a new one gets the defaults.
+        `epsilon`, `threshold`, `torgb` and `epsilon_profile` ({part: value}) set the settings of any part, new
+        or old; a profile is {"coarse": w, "middle": w, "fine": w}.
         """
-        settings = {"epsilon": dict(epsilon or {}), "threshold": dict(threshold or {})}
+        settings = {"epsilon": dict(epsilon or {}), "threshold": dict(threshold or {}), "torgb": dict(torgb or {}),
+                    "epsilon_profile": {n: tuple(dict(p).items()) for n, p in (epsilon_profile or {}).items()}}
         unknown = sorted(set().union(*settings.values()) - set(parts) - set(self.parts))
         if unknown:
-            raise ValueError(f"epsilon or threshold given for parts that do not exist: {unknown}")
+            raise ValueError(f"settings given for parts that do not exist: {unknown}")
         updated = dict(self.parts)
         for name, clusters in parts.items():
             old = self.parts.get(name)
@@ -273,7 +245,7 @@ class Catalog:
         meta = {"format_version": FORMAT_VERSION, "layer": self.layer, "k": self.k,
                 "n_samples": self.n_samples, "truncation": self.truncation, "seed": self.seed,
                 "style_layers": list(self.M), "parts": {name: p.to_dict() for name, p in self.parts.items()},
-                "timings": dict(self.timings), "fit_rows": self.fit_rows}
+                "timings": dict(self.timings), "fit_rows": self.fit_rows, "resize": self.resize}
         tensors = {"centroids": self.centroids, **self.M}
         return meta, {key: t.detach().to("cpu", torch.float32).contiguous() for key, t in tensors.items()}
 
@@ -292,12 +264,15 @@ class Catalog:
                              f"unexpected tensors {sorted(set(tensors) - expected)}")
         parts = {}
         for name, spec in dict(meta["parts"]).items():
-            if set(spec) != _PART_KEYS:
-                raise ValueError(f"catalog.json: part {name!r} must have keys {sorted(_PART_KEYS)}, "
-                                 f"got {sorted(spec)}")
+            if not _PART_KEYS - _OPTIONAL_PART_KEYS <= set(spec) <= _PART_KEYS:
+                raise ValueError(f"catalog.json: part {name!r} must have keys {sorted(_PART_KEYS)} "
+                                 f"({sorted(_OPTIONAL_PART_KEYS)} optional), got {sorted(spec)}")
+            optional = {key: spec[key] for key in _OPTIONAL_PART_KEYS if key in spec}
+            if "epsilon_profile" in optional:
+                optional["epsilon_profile"] = tuple(dict(optional["epsilon_profile"]).items())
             parts[name] = Part(name=name, clusters=tuple(spec["clusters"]), epsilon=spec["epsilon"],
                                epsilon_per_layer=spec["epsilon_per_layer"], threshold=spec["threshold"],
-                               color=spec["color"])
+                               color=spec["color"], **optional)
         k = meta["k"]
         if not isinstance(k, int) or isinstance(k, bool):
             raise ValueError(f"catalog.json: k must be an integer, got {k!r}")
@@ -308,7 +283,7 @@ class Catalog:
                    truncation=float(meta["truncation"]), centroids=tensors["centroids"],
                    M={layer: tensors[layer] for layer in layers}, parts=parts, seed=int(meta["seed"]),
                    timings={key: float(v) for key, v in dict(meta.get("timings", {})).items()},
-                   fit_rows=fit_rows)
+                   fit_rows=fit_rows, resize=str(meta.get("resize", "nearest")))
 
 
 # --- building a catalog ----------------------------------------------------------------------------------
@@ -321,7 +296,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200, truncation: float = 0.7,
-                  seed: int = 0, batch: int = 16, fit_rows: int | None = None,
+                  seed: int = 0, batch: int = 16, fit_rows: int | None = None, resize: str = "nearest",
                   progress: bool = True) -> Catalog:
     """Sample seeds seed … seed+n_samples−1, cluster `layer`'s input activations, and compute M everywhere.
 
@@ -373,7 +348,7 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
         for styles, batch_labels in tqdm(list(zip(cached_styles, labels.split(batch), strict=True)),
                                          desc="contributions", disable=not progress, leave=False):
             for name, acts in generator.layer_inputs(styles, generator.style_layers).items():
-                part_sum = contribution_sum(normalize_activations(acts), batch_labels, k).double()
+                part_sum = contribution_sum(normalize_activations(acts), batch_labels, k, resize).double()
                 sums[name] = sums[name] + part_sum if name in sums else part_sum
                 positions[name] = positions.get(name, 0) + acts.shape[0] * acts.shape[2] * acts.shape[3]
         M = {name: (sums[name] / positions[name]).float() for name in generator.style_layers}
@@ -382,4 +357,4 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
     timings["total"] = time.perf_counter() - start_all
     return Catalog(layer=layer, k=k, n_samples=n_samples, truncation=float(truncation), centroids=centroids,
                    M=M, seed=seed, timings=timings,
-                   fit_rows=fit_rows if fit_rows is not None and fit_rows < filled else None)
+                   fit_rows=fit_rows if fit_rows is not None and fit_rows < filled else None, resize=resize)

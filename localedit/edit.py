@@ -11,7 +11,7 @@ import functools
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
+from localedit.parts import MAX_THRESHOLD, Part, check_threshold
 from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
 from localedit.stylegan2 import Generator, seed_to_z
 
@@ -90,13 +91,12 @@ def _check_number(name: str, value: object, low: float, high: float) -> float:
 class Editor:
     """Local edits on one generator with its catalog.
 
-    toRGB styles are left alone by default: on the embedded model, editing them too made sequential edits less
-    local (judge-ROI Out-MSE at matched In-MSE, sequential ÷ simultaneous: 1.44 with them, 0.53 without; the skin
-    part alone went from 7.4 to 0.76), because a toRGB channel recolours every pixel its layer draws.
+    Each part's settings (whether toRGB styles take part, the threshold, the ε profile) come from the catalog;
+    `include_torgb` True or False overrides every part's toRGB setting, None keeps them.
     """
 
     def __init__(self, generator: Generator, catalog: Catalog, cache_size: int = 128,
-                 include_torgb: bool = False):
+                 include_torgb: bool | None = None):
         self.generator = generator.eval()
         self.catalog = catalog
         self.include_torgb = include_torgb
@@ -125,7 +125,7 @@ class Editor:
             part=part,
             method=method,
             epsilon=_check_number("epsilon", p.epsilon if epsilon is None else epsilon, 0, 1e4),
-            threshold=_check_number("threshold", p.threshold if threshold is None else threshold, 0, 0.99),
+            threshold=check_threshold(p.threshold if threshold is None else threshold),
             lam=_check_number("lambda", 1.0 if lam is None else lam, 0, 1e3 if method != "global" else 1),
             truncation=_check_number("truncation", self.generator.config.truncation
                                      if truncation is None else truncation, 0, 1),
@@ -159,35 +159,42 @@ class Editor:
         )
 
     def query(self, params: EditParams) -> dict[str, Tensor]:
-        """q per style layer for the part; toRGB layers drop out when include_torgb is off. Cached; read-only."""
+        """q per edited style layer for the part (toRGB layers only where the part uses them). Cached; read-only."""
         return self._query(params.part, params.method, params.epsilon, params.threshold, params.lam)
 
     def _query_for_knobs(self, part: str, method: str, epsilon: float, threshold: float,
                          lam: float) -> dict[str, Tensor]:
         return self.compute_query(EditParams(0, 0, part, method, epsilon, threshold, lam, 0.0))
 
+    def part_settings(self, part: str) -> Part:
+        """The part as the catalog stores it, with the editor's toRGB override applied."""
+        p = self.catalog.parts[part]
+        return p if self.include_torgb is None else replace(p, torgb=self.include_torgb)
+
+    def part_rows(self, part: str) -> dict[str, Tensor]:
+        """The part's row of M for each style layer its edits may touch."""
+        return self.catalog.edited_rows(self.part_settings(part))
+
     def compute_query(self, params: EditParams) -> dict[str, Tensor]:
         """`query` without the cache."""
-        rows = self.catalog.part_rows(self.catalog.parts[params.part])
-        if not self.include_torgb:
-            rows = {k: v for k, v in rows.items() if not k.startswith("to_rgb")}
+        rows = self.part_rows(params.part)
         if params.method == "sequential":
-            eps = self.layer_epsilons(params)
-            return sequential_query(rows, {layer: eps[layer] for layer in rows}, params.threshold)
+            return sequential_query(rows, self.layer_epsilons(params), params.threshold)
         if params.method == "simultaneous":
             return simultaneous_query(rows, params.lam)
         return global_query(rows, params.lam)
 
     def layer_epsilons(self, params: EditParams) -> dict[str, float]:
-        """ε per style layer: the part's per-layer profile, scaled so that its base ε becomes params.epsilon.
+        """ε per edited style layer: the part's profile at base ε params.epsilon (the catalog's at its default)."""
+        return self.part_settings(params.part).epsilon_map(self.part_rows(params.part), params.epsilon)
 
-        At the part's default ε this is exactly the catalog's profile; moving the ε slider scales every layer.
-        """
-        part = self.catalog.parts[params.part]
-        profile = part.epsilon_map(self.catalog.style_layers)
-        if part.epsilon == 0:
-            return dict.fromkeys(profile, params.epsilon)
-        return {layer: eps * params.epsilon / part.epsilon for layer, eps in profile.items()}
+    def epsilon_max(self, part: str, threshold: float | None = None) -> float:
+        """The end of the part's useful ε range at this threshold (default: the part's); see Catalog.epsilon_max."""
+        return self.catalog.epsilon_max(self.part_settings(part), threshold)
+
+    def threshold_max(self, part: str) -> float:
+        """The threshold at and past which the part's sequential query is empty: its largest M."""
+        return min(max(float(row.max()) for row in self.part_rows(part).values()), MAX_THRESHOLD)
 
     def sample(self, seed: int, truncation: float) -> _Sample:
         """A seed's styles, image and cluster map, from the LRU cache when warm."""

@@ -10,7 +10,13 @@ exact, says where each part is in every generated image. Reported (metrics.json,
   global), with the judge's ROI on the target and, as the paper did, the cluster ROI; and from them the
   Out-MSE of sequential ÷ the others at matched In-MSE;
 - mean diff heatmaps per part (Fig. 7a);
-- realism (Table 1): Fréchet distance in the judge's feature space, procedural vs generated and vs edited.
+- realism (Table 1): Fréchet distance in the judge's feature space, procedural vs generated and vs edited;
+- transfer (transfer.py): whether each part ends up looking like the reference's, at the part's settings, with
+  a picture of target | reference | edited for a few pairs per part; and the colour variety of each part in the
+  procedural faces and in the generated ones, since no edit can move a look the generator does not vary.
+
+Every seed scored here lies outside the tuning range that labelling and tuning draw from, and outside the
+catalog's samples; `evaluate` refuses a budget that would overlap them.
 """
 
 from __future__ import annotations
@@ -23,21 +29,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from localedit import viz
 from localedit.color import in_out_mse, srgb_to_lab
-from localedit.edit import Editor, synthesize_with_clusters
+from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
 from localedit.query import interpolate
 from localedit.stylegan2 import seed_to_z
+from localedit.transfer import MAX_SAME_IOU, MIN_GAP, Transfer, iou, mean_color, pair_figures, part_mask, summarize
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
 EVAL_SEED = 100_000
-# Seeds for tuning part defaults (`threshold_table`): disjoint from the catalog's and from the evaluation's.
-TUNING_SEED = 300_000
+# Seeds for labelling clusters (`suggest`) and tuning part settings (`tune`): evaluation refuses to overlap them.
+TUNING_SEEDS = range(300_000, 400_000)
+TUNING_SEED = TUNING_SEEDS.start
 # Held-out procedural faces for the reference statistics (the judge trained from index 0).
 PROCEDURAL_OFFSET = 2_000_000
 
@@ -79,8 +88,8 @@ def _segment(judge: Judge, images: Tensor) -> Tensor:
     return F.interpolate(labels[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0].long()
 
 
-class _Samples:
-    """A batch of generated samples: styles, images, cluster maps and judge labels, computed once."""
+class Samples:
+    """A batch of generated samples: styles, images (and in CIELAB), cluster maps and judge labels, computed once."""
 
     def __init__(self, editor: Editor, judge: Judge, seeds: list[int], truncation: float, batch: int,
                  progress: bool):
@@ -98,6 +107,7 @@ class _Samples:
         self.images = torch.cat(images)
         self.clusters = torch.cat(clusters)
         self.labels = torch.cat(labels)
+        self.lab = srgb_to_lab(self.images)
 
 
 def procedural_reference(n: int) -> tuple[Tensor, np.ndarray]:
@@ -132,7 +142,7 @@ def judged_parts(editor: Editor) -> list[str]:
     return [p for p in editor.parts if p in PARTS]
 
 
-def cluster_semantics(editor: Editor, samples: _Samples) -> dict[str, float]:
+def cluster_semantics(editor: Editor, samples: Samples) -> dict[str, float]:
     """Mean per-sample IoU between each part's cluster mask and the judge's mask of that part."""
     out = {}
     for part in judged_parts(editor):
@@ -161,17 +171,34 @@ def suggest_parts(shares: np.ndarray, min_share: float = 0.5) -> dict[str, list[
     return parts
 
 
+def tuning_seeds(n: int) -> list[int]:
+    """The first n seeds of the tuning range, for labelling and tuning; never scored by `evaluate`."""
+    if not 0 < n <= len(TUNING_SEEDS):
+        raise ValueError(f"need 1 to {len(TUNING_SEEDS)} tuning seeds, got {n}")
+    return list(TUNING_SEEDS[:n])
+
+
+def check_held_out(seeds: range, catalog_seeds: range) -> None:
+    """Refuse evaluation seeds that overlap the tuning range or the catalog's samples."""
+    for name, other in (("tuning and labelling", TUNING_SEEDS), ("catalog", catalog_seeds)):
+        if seeds.start < other.stop and other.start < seeds.stop:
+            raise ValueError(f"evaluation seeds {seeds.start}..{seeds.stop - 1} overlap the {name} seeds "
+                             f"{other.start}..{other.stop - 1}: a setting chosen on a seed must not be scored on it; "
+                             f"use a smaller budget")
+
+
 def label_suggestion(editor: Editor, judge: Judge, n_samples: int = 200, batch: int = 50,
                      progress: bool = True) -> tuple[np.ndarray, dict[str, list[int]]]:
-    """Cluster-to-part shares over n samples, and the labels they suggest, for a person to check on the sheet."""
-    seeds = list(range(EVAL_SEED, EVAL_SEED + n_samples))
+    """Cluster-to-part shares over n tuning samples, and the labels they suggest, for a person to check on the
+    contact sheet."""
+    seeds = tuning_seeds(n_samples)
     with torch.inference_mode():
-        samples = _Samples(editor, judge, seeds, editor.generator.config.truncation, batch, progress)
+        samples = Samples(editor, judge, seeds, editor.generator.config.truncation, batch, progress)
     shares = cluster_part_shares(samples.labels, samples.clusters, editor.catalog.k)
     return shares, suggest_parts(shares)
 
 
-def _edit_batch(editor: Editor, targets: _Samples, references: _Samples, q: dict[str, Tensor],
+def _edit_batch(editor: Editor, targets: Samples, references: Samples, q: dict[str, Tensor],
                 batch: int) -> Tensor:
     g = editor.generator
     n = targets.images.shape[0]
@@ -183,7 +210,7 @@ def _edit_batch(editor: Editor, targets: _Samples, references: _Samples, q: dict
     return torch.cat(out)
 
 
-def _edit_error(editor: Editor, targets: _Samples, references: _Samples, lab_t: Tensor, batch: int,
+def _edit_error(editor: Editor, targets: Samples, references: Samples, lab_t: Tensor, batch: int,
                 part: str, **knobs) -> Tensor:
     """Squared CIELAB error [B, H, W] of each target edited towards its reference with these knobs."""
     params = editor.resolve(0, 0, part, **knobs)
@@ -191,7 +218,7 @@ def _edit_error(editor: Editor, targets: _Samples, references: _Samples, lab_t: 
     return (srgb_to_lab(edited) - lab_t).square().sum(dim=1)
 
 
-def _curve(editor: Editor, targets: _Samples, references: _Samples, lab_t: Tensor, batch: int, part: str,
+def _curve(editor: Editor, targets: Samples, references: Samples, lab_t: Tensor, batch: int, part: str,
            method: str, bar: tqdm, **knobs) -> dict:
     """One method's sweep for one part: In-MSE and Out-MSE per value, with the judge's and the cluster ROI."""
     knob, values = SWEEPS[method]
@@ -208,11 +235,11 @@ def _curve(editor: Editor, targets: _Samples, references: _Samples, lab_t: Tenso
     return points
 
 
-def locality(editor: Editor, targets: _Samples, references: _Samples, batch: int,
+def locality(editor: Editor, targets: Samples, references: Samples, batch: int,
              progress: bool) -> tuple[dict, dict[str, np.ndarray]]:
     """Sweeps per part and method → curves {part: {method: {"param", "in", "out", "in_cluster", ...}}},
     and the mean squared-error heatmap per part at its default ε."""
-    lab_t = srgb_to_lab(targets.images)
+    lab_t = targets.lab
     parts = judged_parts(editor)
     bar = tqdm(total=len(parts) * (sum(len(v) for _, v in SWEEPS.values()) + 1), desc="locality",
                disable=not progress, leave=False)
@@ -224,52 +251,6 @@ def locality(editor: Editor, targets: _Samples, references: _Samples, batch: int
         bar.update()
     bar.close()
     return curves, heatmaps
-
-
-def threshold_sweep(editor: Editor, targets: _Samples, references: _Samples, thresholds: list[float],
-                    batch: int, progress: bool) -> dict[str, dict[float, dict[str, float]]]:
-    """For each part and sequential threshold: Out-MSE at matched In-MSE over simultaneous and over global
-    (judge ROI), and the In-MSE of an edit at the part's default ε, which says how visible its edits stay."""
-    lab_t = srgb_to_lab(targets.images)
-    parts = judged_parts(editor)
-    steps = len(SWEEPS["simultaneous"][1]) + len(SWEEPS["global"][1]) + len(thresholds) * len(SWEEPS["sequential"][1])
-    bar = tqdm(total=len(parts) * steps, desc="thresholds", disable=not progress, leave=False)
-    table: dict[str, dict[float, dict[str, float]]] = {}
-    for part in parts:
-        others = {m: _curve(editor, targets, references, lab_t, batch, part, m, bar)
-                  for m in ("simultaneous", "global")}
-        judged_roi = targets.labels == PARTS.index(part)
-        table[part] = {}
-        for threshold in thresholds:
-            sequential = _curve(editor, targets, references, lab_t, batch, part, "sequential", bar,
-                                threshold=threshold)
-            err = _edit_error(editor, targets, references, lab_t, batch, part, threshold=threshold)
-            table[part][threshold] = {
-                **{f"sequential_over_{m}": out_at_matched_in(sequential, c) for m, c in others.items()},
-                "in_at_default": float(in_out_mse(err, judged_roi)[0].mean())}
-    bar.close()
-    return table
-
-
-def threshold_table(editor: Editor, judge: Judge, thresholds: list[float], pairs: int = 64, batch: int = 32,
-                    progress: bool = True) -> dict[str, dict[float, dict[str, float]]]:
-    """`threshold_sweep` on `pairs` (target, reference) pairs from the tuning seeds."""
-    seeds = TUNING_SEED + np.arange(2 * pairs)
-    psi = editor.generator.config.truncation
-    with torch.inference_mode():
-        targets = _Samples(editor, judge, seeds[0::2].tolist(), psi, batch, progress)
-        references = _Samples(editor, judge, seeds[1::2].tolist(), psi, batch, progress)
-        return threshold_sweep(editor, targets, references, sorted(thresholds), batch, progress)
-
-
-def suggest_thresholds(table: dict[str, dict[float, dict[str, float]]], keep: float = 0.9) -> dict[str, float]:
-    """Per part, the highest threshold whose edit at the default ε keeps ≥ `keep` of the In-MSE it has at the
-    lowest threshold: a higher threshold leaves out weakly related channels (more local), until the edit fades."""
-    out = {}
-    for part, rows in table.items():
-        low = rows[min(rows)]["in_at_default"]
-        out[part] = max(t for t, row in rows.items() if row["in_at_default"] >= keep * low)
-    return out
 
 
 def out_at_matched_in(curve_a: dict, curve_b: dict, suffix: str = "", points: int = 16) -> float:
@@ -291,11 +272,59 @@ def out_at_matched_in(curve_a: dict, curve_b: dict, suffix: str = "", points: in
     return float(ratio.mean())
 
 
+def transfer_of(editor: Editor, judge: Judge, targets: Samples, references: Samples, part: str, batch: int,
+                **knobs) -> tuple[Transfer, Tensor]:
+    """How far each target's part moves to its reference's look (transfer.py) with these knobs (default: the
+    part's settings), and the edited images [B, 3, H, W]."""
+    edited = _edit_batch(editor, targets, references, editor.query(editor.resolve(0, 0, part, **knobs)), batch)
+    labels = torch.cat([_segment(judge, edited[sl]) for sl in _batches(len(edited), batch)])
+    figures = pair_figures(part, targets.lab, references.lab, srgb_to_lab(edited), targets.labels,
+                           references.labels, labels)
+    return summarize(figures), edited
+
+
+def differing_pairs(part: str, targets: Samples, references: Samples) -> np.ndarray:
+    """Indices of the pairs whose part differs in colour or shape (what the visibility measure counts)."""
+    masks = [part_mask(s.labels, s.lab, part) for s in (targets, references)]
+    gap = (mean_color(targets.lab, masks[0]) - mean_color(references.lab, masks[1])).norm(dim=1)
+    whole = [s.labels == PARTS.index(part) for s in (targets, references)]
+    differ = (gap >= MIN_GAP) | (iou(*whole) <= MAX_SAME_IOU)
+    return np.flatnonzero(differ.numpy())
+
+
+def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
+    """Per part, the share of neighbouring image pairs (i, i+1) whose part colours differ by at least MIN_GAP:
+    how often a colour transfer has something to move. Compared between the procedural faces and the generated
+    ones, it says whether the generator renders the data's variety at all."""
+    out = {}
+    for part in parts:
+        mu = mean_color(lab, part_mask(labels, lab, part))
+        gap = (mu[1:] - mu[:-1]).norm(dim=1)
+        valid = torch.isfinite(gap)
+        out[part] = float((gap[valid] >= MIN_GAP).float().mean()) if valid.any() else math.nan
+    return out
+
+
+def transfer_section(editor: Editor, judge: Judge, targets: Samples, references: Samples, batch: int,
+                     progress: bool, examples: int = 3) -> tuple[dict[str, dict], Image.Image]:
+    """Transfer figures per judged part at its default settings, and a picture: for the first `examples`
+    pairs whose part differs, target | reference | edited."""
+    figures, rows = {}, []
+    for part in tqdm(judged_parts(editor), desc="transfer", disable=not progress, leave=False):
+        result, edited = transfer_of(editor, judge, targets, references, part, batch)
+        figures[part] = result.as_dict()
+        cells = []
+        for i in differing_pairs(part, targets, references)[:examples]:
+            cells += [to_uint8(x[i:i + 1]) for x in (targets.images, references.images, edited)]
+        rows.append((part, cells))
+    return figures, viz.triples_sheet(rows, scale=2)
+
+
 def _features(judge: Judge, images: Tensor, batch: int) -> np.ndarray:
     return torch.cat([judge.features(_for_judge(images[sl], judge)) for sl in _batches(len(images), batch)]).numpy()
 
 
-def realism(editor: Editor, judge: Judge, samples: _Samples, procedural: Tensor, batch: int) -> dict[str, float]:
+def realism(editor: Editor, judge: Judge, samples: Samples, procedural: Tensor, batch: int) -> dict[str, float]:
     """Fréchet distances in the judge's feature space; edits take each part in turn at its default ε."""
     parts = list(editor.parts)
     n = samples.images.shape[0]
@@ -347,16 +376,20 @@ def save_heatmaps(heatmaps: dict[str, np.ndarray], path: Path) -> None:
 
 def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, progress: bool = True) -> dict:
     """Run every measurement, write metrics.json and the PNGs into `out`, and return the metrics."""
+    catalog = editor.catalog
+    check_held_out(range(EVAL_SEED, EVAL_SEED + budget.samples + 2 * budget.pairs),
+                   range(catalog.seed, catalog.seed + catalog.n_samples))
     out.mkdir(parents=True, exist_ok=True)
     psi = editor.generator.config.truncation
     with torch.inference_mode():
         procedural, truth = procedural_reference(budget.samples)
-        samples = _Samples(editor, judge, list(range(EVAL_SEED, EVAL_SEED + budget.samples)), psi, budget.batch,
-                           progress)
+        samples = Samples(editor, judge, list(range(EVAL_SEED, EVAL_SEED + budget.samples)), psi, budget.batch,
+                          progress)
         pair_seeds = EVAL_SEED + budget.samples + np.arange(2 * budget.pairs)
-        targets = _Samples(editor, judge, pair_seeds[0::2].tolist(), psi, budget.batch, progress)
-        references = _Samples(editor, judge, pair_seeds[1::2].tolist(), psi, budget.batch, progress)
+        targets = Samples(editor, judge, pair_seeds[0::2].tolist(), psi, budget.batch, progress)
+        references = Samples(editor, judge, pair_seeds[1::2].tolist(), psi, budget.batch, progress)
         curves, heatmaps = locality(editor, targets, references, budget.batch, progress)
+        transfer, sheet = transfer_section(editor, judge, targets, references, budget.batch, progress)
         metrics: dict = {
             "samples": budget.samples,
             "pairs_per_part": budget.pairs,
@@ -364,6 +397,10 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
             "cluster_iou": cluster_semantics(editor, samples),
             "unjudged_parts": [p for p in editor.parts if p not in PARTS],
             "realism": realism(editor, judge, samples, procedural, budget.batch),
+            "transfer": transfer,
+            "color_variety": {
+                "procedural": variety(judged_parts(editor), srgb_to_lab(procedural), torch.from_numpy(truth).long()),
+                "generated": variety(judged_parts(editor), samples.lab, samples.labels)},
             "locality": {},
             "curves": curves,
         }
@@ -377,5 +414,6 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
         metrics["locality"][name] = {"per_part": per_part, "mean": means}
         plot_curves(curves, out / f"locality_{name}.png", suffix)
     save_heatmaps(heatmaps, out / "heatmaps.png")
+    sheet.save(out / "transfer.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
     return metrics

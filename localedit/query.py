@@ -84,14 +84,38 @@ def sequential_query(
 
     q = {}
     for layer, row in M.items():
-        order = torch.argsort(row, descending=True, stable=True)
-        relevance = row[order]
-        # The cost outside the part is 1 − M per channel; Σ_k M ≈ 1 only up to rounding, so a part's row can
-        # exceed 1 by a hair, and clamping keeps ε = 0 meaning "change nothing".
-        cost = torch.cumsum((1 - relevance).clamp_min(0), dim=0)
+        order, relevance, cost = _sorted_costs(row)
         chosen = (cost < budgets[layer]) & (relevance > threshold)
         q[layer] = torch.zeros_like(row).index_put((order,), chosen.to(row.dtype))
     return q
+
+
+def _sorted_costs(row: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(order, relevance, running cost) of one layer's row, as the sequential query walks it."""
+    order = torch.argsort(row, descending=True, stable=True)
+    relevance = row[order]
+    # The cost outside the part is 1 − M per channel; Σ_k M ≈ 1 only up to rounding, so a part's row can
+    # exceed 1 by a hair, and clamping keeps ε = 0 meaning "change nothing".
+    return order, relevance, torch.cumsum((1 - relevance).clamp_min(0), dim=0)
+
+
+def saturating_epsilon(M: Mapping[str, Tensor], scales: Mapping[str, float], threshold: float) -> float:
+    """The smallest base ε past which `sequential_query` no longer changes (the end of a useful ε range).
+
+    M {layer: [C_l]}; each layer's budget is scales[layer] · ε, as `Part.epsilon_map` makes it. In a layer the
+    query takes channels while their running cost stays below the budget and M > threshold, so it saturates
+    once the budget passes the running cost of the last channel above the threshold. Layers with scale 0 never
+    change; a part with no channel above the threshold saturates at 0.
+    """
+    _check_rows(M)
+    end = 0.0
+    for layer, row in M.items():
+        scale = float(scales[layer])
+        _, relevance, cost = _sorted_costs(row)
+        above = relevance > threshold  # a prefix, since relevance is sorted
+        if scale > 0 and bool(above.any()):
+            end = max(end, float(cost[int(above.sum()) - 1]) / scale)
+    return end
 
 
 def interpolate(

@@ -135,3 +135,27 @@ def above(top: Image.Image, bottom: Image.Image, pad: int = 6) -> Image.Image:
     sheet.paste(top, (0, 0))
     sheet.paste(bottom, (0, top.height + pad))
     return sheet
+
+
+def triples_sheet(rows: list[tuple[str, list[np.ndarray]]], scale: int = 2, pad: int = 4) -> Image.Image:
+    """One row per caption, its images in groups of three (target | reference | edited), a gap between groups,
+    upscaled without smoothing; a header names the columns."""
+    cells = [upscale(c, scale) for _, row in rows for c in row]
+    if not cells:
+        return Image.new("RGB", (160, 20), "white")
+    h, w = cells[0].shape[:2]
+    label_w, header, gap = 80, 16, 3 * pad
+    groups = max(len(row) for _, row in rows) // 3
+    width = label_w + groups * (3 * (w + pad) + gap)
+    sheet = Image.new("RGB", (width, header + len(rows) * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for g in range(groups):
+        for j, name in enumerate(("target", "reference", "edited")):
+            draw.text((label_w + g * (3 * (w + pad) + gap) + j * (w + pad) + 2, 2), name, fill="black")
+    for r, (caption, row) in enumerate(rows):
+        y = header + r * (h + pad)
+        draw.text((4, y + h // 2 - 6), caption, fill="black")
+        for i, cell in enumerate(row):
+            x = label_w + (i // 3) * (3 * (w + pad) + gap) + (i % 3) * (w + pad)
+            sheet.paste(Image.fromarray(upscale(cell, scale)), (x, y))
+    return sheet

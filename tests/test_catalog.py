@@ -4,24 +4,25 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from localedit.catalog import (
     Catalog,
-    Part,
     build_catalog,
     cluster_maps,
     contribution,
     contribution_sum,
-    default_color,
     normalize_activations,
     resize_labels,
 )
 from localedit.kmeans import spherical_kmeans
+from localedit.parts import Part, default_color
 
 
 def _planted(n_per: int = 200, c: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +140,16 @@ def test_contribution_is_eq1_and_sums_to_one():
         u = F.one_hot(resize_labels(labels, (8, 8)), 4).permute(0, 3, 1, 2).float()  # U [N, K, H, W]
         brute = torch.stack([(a.square() * u[:, k:k + 1]).mean(dim=(0, 2, 3)) for k in range(4)])
         assert torch.allclose(m, brute, atol=1e-6)
+        # §3.1's bilinear resize, checked against PIL's (antialiased) bilinear resize of each cluster's mask.
+        m = contribution(a, labels, 4, resize="bilinear")
+        assert torch.allclose(m.sum(dim=0), torch.ones(5), atol=1e-5)
+        u = torch.tensor(np.array([[np.asarray(Image.fromarray((labels[n] == k).numpy().astype(np.float32), "F")
+                                               .resize((8, 8), Image.BILINEAR)) for k in range(4)]
+                                   for n in range(3)]))
+        brute = torch.stack([(a.square() * u[:, k:k + 1]).mean(dim=(0, 2, 3)) for k in range(4)])
+        assert torch.allclose(m, brute, atol=1e-4), label_size
+        if label_size != 8:
+            assert not torch.allclose(m, contribution(a, labels, 4), atol=1e-3)
     # Batches accumulate: sums over halves add up to the whole.
     labels = torch.randint(4, (3, 8, 8), generator=g)
     halves = contribution_sum(a[:1], labels[:1], 4) + contribution_sum(a[1:], labels[1:], 4)
@@ -201,14 +212,14 @@ def test_parts_and_labelling():
     assert part.epsilon_map(["conv1", "convs.0"]) == {"conv1": 0.5, "convs.0": 2.0}
     with pytest.raises(ValueError, match="out of range"):
         catalog.with_parts({"hair": [4]})
-    with pytest.raises(ValueError, match="do not exist"):
+    with pytest.raises(ValueError, match="parts that do not exist"):
         catalog.with_parts({}, epsilon={"hair": 1.0})
     strict = relabelled.with_parts({"hair": [1]}, threshold={"eyes": 0.3, "hair": 0.25})
     assert (strict.parts["eyes"].threshold, strict.parts["eyes"].epsilon) == (0.3, 7.0)
     assert strict.parts["hair"].threshold == 0.25 and strict.parts["mouth"].threshold == 0.1
-    with pytest.raises(ValueError, match="do not exist"):
+    with pytest.raises(ValueError, match="parts that do not exist"):
         catalog.with_parts({}, threshold={"hair": 0.2})
-    with pytest.raises(ValueError, match="threshold must be in"):
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 0.99"):
         catalog.with_parts({}, threshold={"eyes": 1.5})
 
 

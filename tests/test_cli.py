@@ -42,6 +42,21 @@ def test_catalog_and_label(model_dir):
     assert sheet.width > 500 and sheet.height > 200
 
 
+def test_label_sets_per_part_settings(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(model_dir, folder)
+    run("label", str(folder), "eyes=0", "--torgb", "eyes=on", "--profile", "eyes=1,0.5,0")
+    eyes = load_model(str(folder)).catalog.parts["eyes"]
+    assert eyes.torgb and dict(eyes.epsilon_profile) == {"coarse": 1.0, "middle": 0.5, "fine": 0.0}
+    assert load_model(str(folder)).catalog.parts["mouth"].torgb is False  # other parts keep theirs
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "localedit", "label", str(folder), "eyes=0", "--profile", "eyes=1,1"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "an ε profile is 3 weights" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_sheet_after_labelling(model_dir, tmp_path):
     out = tmp_path / "sheet.png"
     run("sheet", str(model_dir), "--n", "4", "-o", str(out))

@@ -16,13 +16,12 @@ from localedit.edit import Editor
 from localedit.evaluate import (
     QUICK,
     area_ranges,
+    check_held_out,
     cluster_part_shares,
     evaluate,
     out_at_matched_in,
     structure_validity,
     suggest_parts,
-    suggest_thresholds,
-    threshold_table,
 )
 from localedit.faces import PARTS, render_arrays
 from localedit.judge import Judge
@@ -50,7 +49,8 @@ def metrics(tmp_path_factory, tiny_generator, tiny_catalog):
 
 def test_writes_every_file(metrics):
     out, m = metrics
-    for name in ("metrics.json", "locality_judge_roi.png", "locality_cluster_roi.png", "heatmaps.png"):
+    for name in ("metrics.json", "locality_judge_roi.png", "locality_cluster_roi.png", "heatmaps.png",
+                 "transfer.png"):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "metrics.json").read_text())["samples"] == QUICK.samples == m["samples"]
 
@@ -68,6 +68,15 @@ def test_numbers_are_finite_and_in_range(metrics):
     assert all(math.isfinite(v) and v >= 0 for v in r.values()), r
     for part, methods in m["curves"].items():
         assert set(methods) == {"sequential", "simultaneous", "global"}, part
+    assert set(m["transfer"]) == {"eyes", "mouth"}
+    for part, t in m["transfer"].items():
+        assert t["pairs"] == QUICK.pairs and 0 <= t["leak"], (part, t)
+        # One fixed layout for every image: the masks agree, so no pair differs in shape, and colour
+        # figures exist only where the (random) generator's colours differ.
+        assert math.isnan(t["shape"]) and t["differing_pairs"] <= t["color_pairs"], (part, t)
+    for source in ("procedural", "generated"):
+        assert set(m["color_variety"][source]) == {"eyes", "mouth"}
+        assert all(0 <= v <= 1 for v in m["color_variety"][source].values()), source
 
 
 def test_structure_validity_rejects_missing_parts():
@@ -81,29 +90,17 @@ def test_structure_validity_rejects_missing_parts():
     assert structure_validity(no_eyes, ranges) == 0.0
 
 
-def test_threshold_table_on_the_tiny_model(tiny_generator, tiny_catalog):
-    editor = Editor(tiny_generator, tiny_catalog)
-    table = threshold_table(editor, FixedLayoutJudge().eval(), [0.3, 0.0], pairs=2, batch=4, progress=False)
-    assert set(table) == {"eyes", "mouth"}
-    for part, rows in table.items():
-        assert list(rows) == [0.0, 0.3], part  # sorted
-        for row in rows.values():
-            assert set(row) == {"sequential_over_simultaneous", "sequential_over_global", "in_at_default"}
-            assert math.isfinite(row["in_at_default"]) and row["in_at_default"] > 0, (part, row)
-            # NaN only where the curves' In-MSE ranges do not overlap (see out_at_matched_in)
-            assert all(math.isnan(v) or v >= 0 for v in row.values()), (part, row)
-    assert set(suggest_thresholds(table)) == {"eyes", "mouth"}
-
-
-def test_suggest_thresholds_keeps_the_edit_visible():
-    def rows(*strengths):
-        return {t: {"in_at_default": v} for t, v in zip((0.1, 0.2, 0.3), strengths, strict=True)}
-
-    table = {"eyes": rows(100, 95, 60), "hair": rows(100, 99, 91), "mouth": rows(100, 50, 95), "nose": rows(0, 0, 0)}
-    # The highest threshold keeping 90 % of the lowest one's In-MSE (even after a dip), and for a part that
-    # no edit moves, the highest.
-    assert suggest_thresholds(table) == {"eyes": 0.2, "hair": 0.3, "mouth": 0.3, "nose": 0.3}
-    assert suggest_thresholds(table, keep=0.99) == {"eyes": 0.1, "hair": 0.2, "mouth": 0.1, "nose": 0.3}
+def test_evaluation_refuses_tuning_and_catalog_seeds(tiny_generator, tiny_catalog, tmp_path):
+    check_held_out(range(100_000, 101_128), range(0, 200))  # the full budget is clear of both
+    with pytest.raises(ValueError, match="overlap the tuning and labelling seeds"):
+        check_held_out(range(100_000, 300_001), range(0, 200))
+    with pytest.raises(ValueError, match="overlap the catalog seeds"):
+        check_held_out(range(150, 400), range(0, 200))
+    huge = QUICK.__class__(samples=250_000, pairs=2)
+    with pytest.raises(ValueError, match="overlap"):
+        evaluate(Editor(tiny_generator, tiny_catalog), FixedLayoutJudge().eval(), tmp_path / "x", huge,
+                 progress=False)
+    assert not (tmp_path / "x").exists()  # refused before anything is written
 
 
 def test_out_at_matched_in_ratio():
@@ -141,3 +138,27 @@ def test_suggest_parts_takes_the_majority_part():
     shares[3, PARTS.index("eyes")] = 0.7
     assert suggest_parts(shares) == {"eyes": [0, 3], "mouth": [1]}
     assert suggest_parts(shares, min_share=0.4) == {"eyes": [0, 3], "mouth": [1], "hair": [2]}
+
+
+def test_tune_tries_every_candidate_on_tuning_seeds(tiny_generator, tiny_catalog):
+    from localedit.catalog import Catalog
+    from localedit.tune import candidates, choose, tune, with_choices
+
+    grid = candidates(thresholds=[0.05, 0.2], shares=[0.5, 1.0])
+    trials = tune(tiny_generator, tiny_catalog, FixedLayoutJudge().eval(), pairs=2, batch=4, grid=grid,
+                  progress=False)
+    assert set(trials) == {"eyes", "mouth"}
+    for part, rows in trials.items():
+        assert [t.candidate for t in rows] == grid
+        for t in rows:
+            c, p = t.candidate, t.part
+            assert (p.torgb, p.threshold, tuple(w for _, w in p.epsilon_profile)) == (c.torgb, c.threshold, c.profile)
+            end = tiny_catalog.epsilon_max(p)
+            assert p.epsilon == (end if c.share == 1 else round(c.share * end, 2)), (part, c)
+            assert t.transfer.pairs == 2
+    chosen = {part: choose(rows) for part, rows in trials.items()}
+    tuned = with_choices(tiny_catalog, {k: v for k, v in chosen.items() if v is not None})
+    again = Catalog.from_state(*tuned.to_state())
+    assert again.parts == tuned.parts and again.parts["eyes"].clusters == tiny_catalog.parts["eyes"].clusters
+    with pytest.raises(ValueError, match="can only tune parts the judge knows"):
+        tune(tiny_generator, tiny_catalog, FixedLayoutJudge().eval(), parts=["tail"], pairs=2, progress=False)

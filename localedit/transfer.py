@@ -1,0 +1,128 @@
+"""Does the part end up looking like the reference's? The transfer measures, on the judge's part masks.
+
+The locality measures (evaluate.py, paper §4.3) compare queries with each other; none of them asks whether an
+edit delivers what it promises, the reference's look in the part. These do, for a batch of (target T,
+reference R, edited E) triples with the judge's labels on each image:
+
+- colour transfer = 1 − ‖μ_E − μ_R‖ / ‖μ_T − μ_R‖, μ the mean CIELAB over that image's own mask of the part
+  (for the eyes, the iris: the mask's non-white pixels). 1 is the reference's colour, 0 the target's; the
+  median is taken over pairs whose gap ‖μ_T − μ_R‖ is at least `MIN_GAP` ΔE, where the measure is meaningful;
+- shape transfer = (IoU(E, R) − IoU(T, R)) / (1 − IoU(T, R)) on the masks: how far the part's outline moved
+  from the target's towards the reference's;
+- visibility: among pairs whose parts differ (a colour gap ≥ `MIN_GAP` or a mask IoU(T, R) ≤ `MAX_SAME_IOU`),
+  the share whose mean ΔE² between E and T inside the union of T's and E's masks is at least `VISIBLE`;
+- leak: the mean ΔE² outside that union divided by the mean inside it (means over every pixel of every pair,
+  so pairs whose edit barely changes anything cannot blow the ratio up).
+
+Pure functions on tensors; the judge and the editor are the caller's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from localedit.faces import PARTS
+
+MIN_GAP = 8.0  # ΔE*76 between the target's and the reference's part colour
+MAX_SAME_IOU = 0.7
+VISIBLE = 25.0  # mean ΔE² inside the part: a change of 5 ΔE, plainly visible side by side
+# The sclera and the catchlight are white in every face; the iris is what differs between eyes.
+_WHITE_L, _WHITE_CHROMA = 75.0, 15.0
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One part's transfer figures over a set of pairs (NaN where no pair qualified)."""
+
+    color: float
+    shape: float
+    visible: float
+    leak: float
+    pairs: int
+    color_pairs: int  # pairs with a colour gap ≥ MIN_GAP
+    differing_pairs: int  # pairs whose parts differ, the denominator of `visible`
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def part_mask(labels: Tensor, lab: Tensor, part: str) -> Tensor:
+    """The pixels whose look `part` is judged by: labels [B, H, W], lab [B, 3, H, W] → bool [B, H, W].
+
+    For the eyes that is the iris (the eye mask without its white pixels), elsewhere the judge's whole mask.
+    """
+    mask = labels == PARTS.index(part)
+    if part == "eyes":
+        chroma = lab[:, 1:].square().sum(dim=1).sqrt()
+        mask &= ~((lab[:, 0] > _WHITE_L) & (chroma < _WHITE_CHROMA))
+    return mask
+
+
+def mean_color(lab: Tensor, mask: Tensor) -> Tensor:
+    """Mean CIELAB over each image's mask: [B, 3, H, W], [B, H, W] → [B, 3] (NaN where a mask is empty)."""
+    weight = mask[:, None].to(lab.dtype)
+    return (lab * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
+
+
+def iou(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image IoU of bool masks [B, H, W] → [B] (1 where both are empty)."""
+    inter = (a & b).sum(dim=(1, 2)).double()
+    union = (a | b).sum(dim=(1, 2)).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_t: Tensor, labels_r: Tensor,
+                 labels_e: Tensor) -> dict[str, np.ndarray]:
+    """Per-pair figures for a batch of B triples: CIELAB [B, 3, H, W] and judge labels [B, H, W] of T, R, E.
+
+    Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er, inside and
+    outside (ΔE² between E and T summed inside and outside the union of T's and E's masks) and n_inside,
+    n_outside (their pixel counts).
+    """
+    m_t, m_r, m_e = (part_mask(lb, lab, part) for lb, lab in ((labels_t, lab_t), (labels_r, lab_r),
+                                                                (labels_e, lab_e)))
+    mu_t, mu_r, mu_e = mean_color(lab_t, m_t), mean_color(lab_r, m_r), mean_color(lab_e, m_e)
+    gap = (mu_t - mu_r).norm(dim=1)
+    color = 1 - (mu_e - mu_r).norm(dim=1) / gap
+    whole = [labels == PARTS.index(part) for labels in (labels_t, labels_r, labels_e)]
+    union = whole[0] | whole[2]
+    err = (lab_e - lab_t).square().sum(dim=1)
+    inside = (err * union).sum(dim=(1, 2))
+    outside = (err * ~union).sum(dim=(1, 2))
+    n_in = union.sum(dim=(1, 2))
+    out = {"gap": gap, "color": color, "iou_tr": iou(whole[0], whole[1]), "iou_er": iou(whole[2], whole[1]),
+           "inside": inside, "outside": outside, "n_inside": n_in, "n_outside": union[0].numel() - n_in}
+    return {k: v.double().numpy() for k, v in out.items()}
+
+
+def summarize(figures: dict[str, np.ndarray]) -> Transfer:
+    """Per-pair figures (from `pair_figures`, batches concatenated) → the part's `Transfer`."""
+    gap, color = figures["gap"], figures["color"]
+    colored = np.isfinite(gap) & (gap >= MIN_GAP) & np.isfinite(color)
+    iou_tr, iou_er = figures["iou_tr"], figures["iou_er"]
+    movable = iou_tr < 1
+    shape = (iou_er[movable] - iou_tr[movable]) / (1 - iou_tr[movable])  # median, like the colour
+    n_in = figures["n_inside"]
+    mean_in = np.where(n_in > 0, figures["inside"] / np.maximum(n_in, 1), 0.0)
+    differ = colored | (iou_tr <= MAX_SAME_IOU)
+    total_in, total_out = figures["inside"].sum(), figures["outside"].sum()
+    pixels_in, pixels_out = n_in.sum(), figures["n_outside"].sum()
+    leak = (total_out / max(pixels_out, 1)) / (total_in / pixels_in) if total_in > 0 and pixels_in else math.nan
+    return Transfer(
+        color=float(np.median(color[colored])) if colored.any() else math.nan,
+        shape=float(np.median(shape)) if shape.size else math.nan,
+        visible=float(np.mean(mean_in[differ] >= VISIBLE)) if differ.any() else math.nan,
+        leak=float(leak),
+        pairs=int(gap.size),
+        color_pairs=int(colored.sum()),
+        differing_pairs=int(differ.sum()),
+    )
+
+
+def concat(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
