@@ -35,6 +35,7 @@ from PIL import Image
 from localedit import Editor, EditResult
 from localedit.catalog import Catalog
 from localedit.edit import MAX_SEED, METHODS
+from localedit.parts import MAX_THRESHOLD
 from localedit.share import Controls, Models, cut, default_controls, parse_link, parse_seed, query_of, short
 from localedit.viz import diff_image, hex_to_rgb, upscale
 
@@ -67,6 +68,10 @@ SESSIONS = int(os.environ.get("LOCALEDIT_SESSIONS", "512"))
 DIFF_SIZE = 256
 THUMB = 96  # px on the page
 DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th percentile, or here if that is lower
+# Each part's saturating ε is on a 0.01 grid (Editor.epsilon_max), so the ε slider's step reaches it exactly.
+EPSILON_STEP = 0.01
+THRESHOLD_STEP = 0.01
+EXAMPLE_SEEDS = range(6)  # the examples' seed pairs: every ordered pair of distinct seeds from these
 
 
 def request_query(request: gr.Request | None) -> dict[str, object]:
@@ -121,9 +126,18 @@ def legend_html(catalog: Catalog, selected: str) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def epsilon_max(catalog: Catalog, value: float = 0) -> float:
-    top = max([100.0, value] + [4 * p.epsilon for p in catalog.parts.values()])
-    return float(math.ceil(top / 10) * 10)
+def epsilon_max(editor: Editor, part: str, threshold: float, value: float = 0) -> float:
+    """The ε slider's end: where the part's sequential query saturates at this threshold, so every stretch of the
+    slider changes the edit. Never below the current value (a link with a larger ε restores as it is), and never
+    0, so that the slider keeps a track when the threshold leaves no channel to move."""
+    return max(editor.epsilon_max(part, threshold), float(value), EPSILON_STEP)
+
+
+def threshold_max(editor: Editor, part: str, value: float = 0) -> float:
+    """The threshold slider's end: the part's threshold_max (its query is empty there), rounded up to the
+    slider's step so that the end can be reached; never below the current value."""
+    end = min(math.ceil(round(editor.threshold_max(part) / THRESHOLD_STEP, 6)) * THRESHOLD_STEP, MAX_THRESHOLD)
+    return max(round(end, 6), float(value))
 
 
 def lam_max(method: str, value: float = 0) -> float:
@@ -247,11 +261,19 @@ def models() -> list[str]:
 
 
 def parts(model: str) -> list[dict]:
-    """A model's parts: name, colour, clusters, and the default ε and threshold of the sequential query."""
+    """A model's parts: name, colour, clusters, the sequential query's settings (default ε and threshold, toRGB,
+    ε profile), and where each part's ranges end: epsilon_max, the ε at which its query saturates at its own
+    threshold (no larger ε changes the edit), and threshold_max, the threshold at and past which it is empty."""
     with user_errors():
-        catalog = MODELS.editor(model).catalog
-    return [{"name": name, "color": p.color, "clusters": list(p.clusters), "epsilon": p.epsilon,
-             "threshold": p.threshold} for name, p in catalog.parts.items()]
+        editor = MODELS.editor(model)
+    out = []
+    for name in editor.parts:
+        p = editor.part_settings(name)
+        out.append({"name": name, "color": p.color, "clusters": list(p.clusters), "epsilon": p.epsilon,
+                    "threshold": p.threshold, "epsilon_max": editor.epsilon_max(name),
+                    "threshold_max": editor.threshold_max(name), "torgb": p.torgb,
+                    "epsilon_profile": dict(p.epsilon_profile)})
+    return out
 
 
 def restore(link: str) -> dict:
@@ -263,23 +285,30 @@ def restore(link: str) -> dict:
     return {"controls": asdict(controls), "query": controls.query(), "notices": notices}
 
 
-def pick_examples(editor: Editor, seeds: Sequence[int] = range(4), n_parts: int = 4) -> list[list]:
-    """For each part, the seed pair whose edit at the part's ε is the most local: In-MSE / (1 + Out-MSE)."""
+def pick_examples(editor: Editor, seeds: Sequence[int] = EXAMPLE_SEEDS) -> list[list]:
+    """One example per part, [target, reference, part, ε, threshold] at the part's own settings: the seed pair
+    whose edit is the most plainly visible inside the part while local, In-MSE / (1 + Out-MSE) largest."""
+    pairs = [(t, r) for t in seeds for r in seeds if t != r]
     rows = []
-    for part in editor.parts[:n_parts]:
-        pairs = [(t, r) for t in seeds for r in seeds if t != r]
-        edits = [editor.edit(t, r, part) for t, r in pairs]
-        scores = [e.in_mse / (1 + e.out_mse) for e in edits]
+    for part in editor.parts:
+        scores = []
+        for t, r in pairs:
+            e = editor.edit(t, r, part)
+            score = e.in_mse / (1 + e.out_mse)
+            scores.append(score if math.isfinite(score) else -math.inf)
         t, r = pairs[int(np.argmax(scores))]
-        rows.append([t, r, part, editor.catalog.parts[part].epsilon])
+        p = editor.catalog.parts[part]
+        rows.append([t, r, part, p.epsilon, p.threshold])
     return rows
 
 
 def _controls_update(c: Controls) -> list:
-    catalog = MODELS.editor(c.model).catalog
+    editor = MODELS.editor(c.model)
+    catalog = editor.catalog
     return [gr.Dropdown(choices=MODELS.names, value=c.model), c.target, c.reference,
             gr.Dropdown(choices=part_choices(catalog), value=c.part),
-            gr.Slider(value=c.epsilon, maximum=epsilon_max(catalog, c.epsilon)), c.method, c.threshold,
+            gr.Slider(value=c.epsilon, maximum=epsilon_max(editor, c.part, c.threshold, c.epsilon)), c.method,
+            gr.Slider(value=c.threshold, maximum=threshold_max(editor, c.part, c.threshold)),
             gr.Slider(value=c.lam, maximum=lam_max(c.method, c.lam)), c.truncation, legend_html(catalog, c.part)]
 
 
@@ -301,12 +330,51 @@ def on_model(model: str):
 
 
 def on_part(model: str, part: str):
-    """A part picked by hand: its own ε and threshold."""
+    """A part picked by hand: its own ε and threshold, and the ends of its ranges."""
     editor = MODELS.editor(model)
     if part not in editor.parts:
         return gr.skip(), gr.skip()
     p = editor.catalog.parts[part]
-    return gr.Slider(value=p.epsilon, maximum=epsilon_max(editor.catalog, p.epsilon)), p.threshold
+    return (gr.Slider(value=p.epsilon, maximum=epsilon_max(editor, part, p.threshold, p.epsilon)),
+            gr.Slider(value=p.threshold, maximum=threshold_max(editor, part, p.threshold)))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _editor_and_part(model: object, part: object) -> Editor | None:
+    """The model's editor when `part` is one of its parts; None for anything else (a half-typed part, say)."""
+    try:
+        editor = MODELS.editor(model)
+    except ValueError:
+        return None
+    return editor if isinstance(part, str) and part in editor.parts else None
+
+
+def on_threshold(model: str, part: str, threshold: float, epsilon: float):
+    """The threshold moved by hand: the ε slider now ends where the query saturates at it. The ε value stays,
+    and when it is past the new end the slider ends at it instead, so moving the threshold never moves ε."""
+    editor = _editor_and_part(model, part)
+    if editor is None or not _number(threshold) or not _number(epsilon):
+        return gr.skip()
+    try:
+        return gr.Slider(maximum=epsilon_max(editor, part, threshold, epsilon))
+    except ValueError:  # a threshold out of range: the edit says so
+        return gr.skip()
+
+
+def on_example(model: str, part: str, epsilon: float, threshold: float):
+    """After an example filled the controls (each back at its first settings): the ends of both sliders for the
+    example's part, and the legend."""
+    editor = _editor_and_part(model, part)
+    if editor is None or not _number(threshold) or not _number(epsilon):
+        return gr.skip(), gr.skip(), gr.skip()
+    try:
+        return (gr.Slider(maximum=epsilon_max(editor, part, threshold, epsilon)),
+                gr.Slider(maximum=threshold_max(editor, part, threshold)), legend_html(editor.catalog, part))
+    except ValueError:
+        return gr.skip(), gr.skip(), gr.skip()
 
 
 def show_legend(model: str, part: str):
@@ -394,12 +462,16 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
             part_box = gr.Dropdown(part_choices(_catalog), value=DEFAULT.part, label="Part", elem_id="part",
                                    allow_custom_value=True)  # another model's parts are valid too
             legend = gr.HTML(legend_html(_catalog, DEFAULT.part))
-            epsilon_box = gr.Slider(0, epsilon_max(_catalog), value=DEFAULT.epsilon, step=0.5, label="ε",
-                                    info="larger moves more channels", elem_id="epsilon")
+            epsilon_box = gr.Slider(0, epsilon_max(_default_editor, DEFAULT.part, DEFAULT.threshold, DEFAULT.epsilon),
+                                    value=DEFAULT.epsilon, step=EPSILON_STEP, label="ε",
+                                    info="0 changes nothing; at the right end every channel above the threshold "
+                                         "moves", elem_id="epsilon")
             with gr.Accordion("Advanced", open=False):
                 method_box = gr.Radio(list(METHODS), value=DEFAULT.method, label="Method", elem_id="method")
-                threshold_box = gr.Slider(0, 0.99, value=DEFAULT.threshold, step=0.01, label="Threshold",
-                                          info="sequential: only channels with M_part above it", elem_id="threshold")
+                threshold_box = gr.Slider(0, threshold_max(_default_editor, DEFAULT.part, DEFAULT.threshold),
+                                          value=DEFAULT.threshold, step=THRESHOLD_STEP, label="Threshold",
+                                          info="sequential: only channels with M_part above it move; none at the "
+                                               "right end", elem_id="threshold")
                 lam_box = gr.Slider(0, lam_max(DEFAULT.method), value=DEFAULT.lam, step=0.05, label="λ",
                                     info="simultaneous: q = min(1, λ·M_part); global: q = λ", elem_id="lam")
                 truncation_box = gr.Slider(0, 1, value=DEFAULT.truncation, step=0.05, label="Truncation ψ",
@@ -422,9 +494,12 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                         "outline, in the part's colour, is the part's region on the target.", elem_id="caption")
     controls = [model_box, target_box, reference_box, part_box, epsilon_box, method_box, threshold_box, lam_box,
                 truncation_box]
-    gr.Examples(EXAMPLES, inputs=[target_box, reference_box, part_box, epsilon_box],
-                label=f"Examples for {DEFAULT.model}",
-                example_labels=[f"{color_emoji(_catalog.parts[p].color)} {p}: {t} → {r}" for t, r, p, _ in EXAMPLES])
+    # Each example names its model too, so that it works after another model was picked.
+    examples = gr.Examples([[DEFAULT.model, *row] for row in EXAMPLES],
+                           inputs=[model_box, target_box, reference_box, part_box, epsilon_box, threshold_box],
+                           label=f"Examples for {DEFAULT.model}",
+                           example_labels=[f"{color_emoji(_catalog.parts[p].color)} {p}: {t} → {r}"
+                                           for t, r, p, *_ in EXAMPLES])
 
     # --- wiring ---------------------------------------------------------------------------------------------------
 
@@ -437,6 +512,13 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(
         edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
     part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
+    # Raw values (preprocess=False): Gradio would refuse a value past a slider's end before the callback could
+    # move that end.
+    threshold_box.input(on_threshold, [model_box, part_box, threshold_box, epsilon_box], epsilon_box,
+                        api_visibility="private", queue=False, preprocess=False, trigger_mode="always_last")
+    examples.load_input_event.then(on_example, [model_box, part_box, epsilon_box, threshold_box],
+                                   [epsilon_box, threshold_box, legend], api_visibility="private", queue=False,
+                                   preprocess=False)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], lam_box, api_visibility="private", queue=False)
     target_dice.click(None, None, target_box, js=RANDOM_SEED_JS)

@@ -105,6 +105,13 @@ def test_every_endpoint(app, client, tiny_generator, tiny_catalog):
     parts = client.predict("tiny", api_name="/parts")
     assert [(p["name"], p["color"], p["epsilon"]) for p in parts] == [("eyes", "#1f77b4", 30.0),
                                                                      ("mouth", "#d62728", 10.0)]
+    editor = Editor(tiny_generator, tiny_catalog)
+    for p in parts:
+        assert set(p) == {"name", "color", "clusters", "epsilon", "threshold", "epsilon_max", "threshold_max",
+                          "torgb", "epsilon_profile"}
+        assert p["epsilon_max"] == editor.epsilon_max(p["name"]) > 0
+        assert p["threshold_max"] == editor.threshold_max(p["name"]) > p["threshold"]
+        assert p["torgb"] is False and p["epsilon_profile"] == {"coarse": 1.0, "middle": 1.0, "fine": 1.0}
 
     expected = Editor(tiny_generator, tiny_catalog).edit(3, 7, "mouth", epsilon=12.5, truncation=0.6)
     edited, (target, edited_too), reference, diff, stats, query = client.predict(
@@ -188,8 +195,11 @@ def test_restore_page_from_the_request(app):
              "method": "simultaneous", "threshold": "0.123", "lam": "2.5", "truncation": "0.6"}
     model, target, reference, part, epsilon, method, threshold, lam, truncation, legend, notice = \
         app.restore_page(gr.Request(query_params=query))
-    assert (model.value, target, reference, part.value, epsilon.value, method, threshold, lam.value, truncation) == \
-        ("tiny", 5, 9, "mouth", 12.34, "simultaneous", 0.123, 2.5, 0.6)
+    assert (model.value, target, reference, part.value, epsilon.value, method, threshold.value, lam.value,
+            truncation) == ("tiny", 5, 9, "mouth", 12.34, "simultaneous", 0.123, 2.5, 0.6)
+    editor = app.MODELS.editor("tiny")  # the sliders end where the part's ranges end, at the link's threshold
+    assert epsilon.maximum == max(editor.epsilon_max("mouth", 0.123), 12.34)
+    assert threshold.maximum == math.ceil(editor.threshold_max("mouth") * 100) / 100
     assert [value for _, value in part.choices] == ["eyes", "mouth"] and 'selected"><i style="background:#d62728' \
         in legend
     assert notice.visible is False
@@ -316,12 +326,31 @@ def test_fuzz_the_api_then_it_still_answers(app, client):
 def test_callbacks_of_the_controls(app):
     part, epsilon, method, threshold, lam, truncation, legend = app.on_model(HUB_REPO)
     assert [v for _, v in part.choices] == ["eyes", "mouth", "hair"] and part.value == "eyes"
-    assert (epsilon.value, method, threshold, lam.value, truncation) == (30.0, "sequential", 0.1, 1.0, 0.7)
+    assert (epsilon.value, method, threshold.value, lam.value, truncation) == (30.0, "sequential", 0.1, 1.0, 0.7)
     with pytest.raises(gr.Error, match="unknown model"):
         app.on_model("../tiny")
-    epsilon, threshold = app.on_part("tiny", "mouth")  # a part picked by hand brings its own ε
-    assert epsilon.value == 10.0 and threshold == 0.1
+    editor = app.MODELS.editor("tiny")
+    epsilon, threshold = app.on_part("tiny", "mouth")  # a part picked by hand brings its own ε and ranges
+    assert epsilon.value == 10.0 and threshold.value == 0.1
+    assert epsilon.maximum == editor.epsilon_max("mouth") > 10.0  # the ε slider ends where the query saturates
+    assert threshold.maximum == math.ceil(editor.threshold_max("mouth") * 100) / 100 < 0.99
+    epsilon, _ = app.on_part("tiny", "eyes")  # a default ε past the saturation point: the slider ends at it
+    assert editor.epsilon_max("eyes") < epsilon.value == epsilon.maximum == 30.0
     assert app.on_part("tiny", "typed-by-hand") == (gr.skip(), gr.skip())
+    # The threshold moved by hand: the ε slider's end follows it, and ε itself stays.
+    for value in (0.0, 0.05, 0.3):
+        update = app.on_threshold("tiny", "mouth", value, 1.0)
+        assert update.constructor_args == {"maximum": editor.epsilon_max("mouth", value)}  # no value: ε stays
+    assert app.on_threshold("tiny", "mouth", 0.0, 0.5).maximum > app.on_threshold("tiny", "mouth", 0.3, 0.5).maximum
+    assert app.on_threshold("tiny", "mouth", 0.5, 1e3).maximum == 1e3  # past the end: the end is the value
+    assert app.on_threshold("tiny", "mouth", 0.99, 0).maximum == app.EPSILON_STEP  # no channel left: a bare track
+    for bad in (("tiny", "nose", 0.1, 1.0), ("../x", "mouth", 0.1, 1.0), ("tiny", "mouth", 1.5, 1.0),
+                ("tiny", "mouth", None, 1.0), ("tiny", "mouth", 0.1, "x"), ("tiny", ["mouth"], 0.1, 1.0)):
+        assert app.on_threshold(*bad) == gr.skip()
+    epsilon, threshold, legend = app.on_example("tiny", "mouth", 10.0, 0.2)  # after an example filled the controls
+    assert epsilon.maximum == editor.epsilon_max("mouth", 0.2) and threshold.maximum == 0.75
+    assert 'selected"><i style="background:#d62728' in legend
+    assert app.on_example("tiny", "nose", 10.0, 0.2) == (gr.skip(),) * 3
     assert app.on_method("global", 7.5).value == 1.0 and app.on_method("global", 7.5).maximum == 1.0
     assert app.on_method("simultaneous", 7.5).value == 7.5
     assert app.edit_view("tiny", None, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7) == (gr.skip(),) * 8
@@ -333,11 +362,61 @@ def test_callbacks_of_the_controls(app):
 # --- small pieces -------------------------------------------------------------------------------------------------
 
 
-def test_part_colours_and_examples(app, tiny_catalog):
+def test_part_colours_and_examples(app, tiny_generator, tiny_catalog):
     assert app.color_emoji("#1f77b4") == "🔵" and app.color_emoji("#d62728") == "🔴"
     assert app.part_choices(tiny_catalog) == [("🔵 eyes", "eyes"), ("🔴 mouth", "mouth")]
-    assert [row[2:] for row in app.EXAMPLES] == [["eyes", 30.0], ["mouth", 10.0]]
+    # One example per part, at the part's own ε and threshold.
+    assert [row[2:] for row in app.EXAMPLES] == [["eyes", 30.0, 0.1], ["mouth", 10.0, 0.1]]
     assert all(t != r for t, r, *_ in app.EXAMPLES) and app.DEFAULT_SEEDS == tuple(app.EXAMPLES[0][:2])
+    # Each the pair of seeds whose edit is the most visible in the part while local, of every pair.
+    editor = Editor(tiny_generator, tiny_catalog)
+    for t, r, part, *_ in app.EXAMPLES:
+        scores = {(a, b): (e.in_mse / (1 + e.out_mse)) for a in app.EXAMPLE_SEEDS for b in app.EXAMPLE_SEEDS
+                  if a != b for e in [editor.edit(a, b, part)]}
+        assert len(scores) == 30 and scores[t, r] == max(scores.values())
+    # The page's examples name the model, and fill the threshold too.
+    assert [c.elem_id for c in app.examples.inputs] == ["model", "target", "reference", "part", "epsilon",
+                                                         "threshold"]
+    assert [row[0] for row in app.examples.examples] == ["tiny", "tiny"]
+
+
+def test_epsilon_range_ends_where_the_edit_stops_changing(app):
+    """At the ε slider's end the edit is the saturated one, byte for byte; a tenth below it, it is not yet."""
+    editor = app.MODELS.editor("tiny")
+    saturated, short_of_it = 0, 0
+    for part in editor.parts:
+        for threshold in (editor.catalog.parts[part].threshold, 0.05, 0.3):
+            end = app.on_threshold("tiny", part, threshold, 0.0).maximum
+            assert end == editor.epsilon_max(part, threshold) > 0
+            for target, reference in ((1, 2), (3, 0)):
+                edit = (app, target, reference, part, threshold)
+                at_end = _edited_png(*edit, epsilon=end)
+                assert at_end == _edited_png(*edit, epsilon=1e4) == _edited_png(*edit, epsilon=end + 7.5)
+                saturated += 1
+                short_of_it += at_end != _edited_png(*edit, epsilon=end - 0.1 * end)
+    assert saturated == 12 and short_of_it >= 1
+
+
+def test_threshold_range_ends_where_the_query_is_empty(app):
+    """At the threshold slider's end no channel moves (the edit is the target); a step below, some do."""
+    editor = app.MODELS.editor("tiny")
+    below = 0
+    for part in editor.parts:
+        _, threshold = app.on_part("tiny", part)
+        end = threshold.maximum
+        assert editor.threshold_max(part) <= end < editor.threshold_max(part) + app.THRESHOLD_STEP
+
+        target = Path(app.edit("tiny", 1, 2, part, 1e4, "sequential", end, 1.0, 0.7)[1][0]).read_bytes()
+        assert _edited_png(app, 1, 2, part, end, epsilon=1e4) == target
+        assert app.on_threshold("tiny", part, end, 0.0).maximum == app.EPSILON_STEP
+        assert editor.epsilon_max(part, end) == 0
+        below += _edited_png(app, 1, 2, part, round(end - app.THRESHOLD_STEP, 2), epsilon=1e4) != target
+    assert below >= 1
+
+
+def _edited_png(app, target: int, reference: int, part: str, threshold: float, *, epsilon: float) -> bytes:
+    """The PNG bytes of the edited image, as /edit returns it (sequential, λ 1, ψ 0.7)."""
+    return Path(app.edit("tiny", target, reference, part, epsilon, "sequential", threshold, 1.0, 0.7)[0]).read_bytes()
 
 
 def test_png_files_are_named_by_content_and_bounded(app, tmp_path):

@@ -3,11 +3,13 @@ like it (64 px, style_dim 256), so that the figures describe what `python app.py
 
 Cold start to the first edit, the same bytes after a restart, 16 concurrent clients, the API's cost over the
 library's, and a real browser (Debian chromium, headless, through playwright) that opens a share link, moves the
-ε slider, changes the seeds and saves a screenshot. The figures are printed to the terminal, also without `-s`.
+ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example.
+The figures are printed to the terminal, also without `-s`.
 """
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -290,6 +292,18 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             page.wait_for_timeout(100)
         raise AssertionError(f"the page never showed {words}: link {link_value(page)!r}, url {page.url!r}")
 
+    model = load_model(served.folder / served.model)
+    editor = Editor(model.generator, model.catalog)
+    part = served.parts[1]
+
+    def range_max(page, key: str, expected: float, timeout: float = 30) -> None:
+        """Wait until the slider `key` ends at `expected`."""
+        track = page.locator(f"#{key} input[type=range]")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and float(track.get_attribute("max")) != expected:
+            page.wait_for_timeout(100)
+        assert float(track.get_attribute("max")) == expected, (key, track.get_attribute("max"), expected)
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
                                                                      "--disable-background-networking"])
@@ -310,26 +324,30 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert page.locator("#method input[value=sequential]").is_checked()
             assert not page.locator("#notice").is_visible()
             first = page.locator("#edited img").get_attribute("src")
+            # The ε slider ends where the part's query saturates at the link's threshold, or at the link's ε
+            # when that is larger (the link restores as it is).
+            range_max(page, "epsilon", max(editor.epsilon_max(part, 0.123), 12.34))
 
             slider = page.locator("#epsilon input[type=range]")
             slider.focus()  # move the slider as a person does, by keys: the link follows it
-            for _ in range(6):
-                page.keyboard.press("ArrowRight")
-            settled(page, ["epsilon=15.5"])
             page.keyboard.press("Home")  # ε = 0: no channel moves, so the edit is the target itself
             settled(page, ["epsilon=0&"])
             edited = page.locator("#edited img").get_attribute("src")
             assert edited != first and edited == page.locator("#slider img").first.get_attribute("src")
-            page.locator("#epsilon input[type=number]").fill("30")
+            for _ in range(6):
+                page.keyboard.press("ArrowRight")
+            settled(page, ["epsilon=0.06&"])  # steps of 0.01, fine enough to reach the saturation point
+            middle = round(editor.epsilon_max(part, 0.123) / 2, 2)
+            page.locator("#epsilon input[type=number]").fill(_text(middle))
             page.locator("#epsilon input[type=number]").press("Enter")
-            settled(page, ["epsilon=30&"])
+            settled(page, [f"epsilon={_text(middle)}&"])
             moved = page.locator("#edited img").get_attribute("src")
             assert moved != edited
 
             thumb = page.locator("#target-thumb img").get_attribute("src")
             page.locator("#target input").fill("42")
             page.locator("#target input").press("Enter")
-            settled(page, ["target=42", "epsilon=30&"])
+            settled(page, ["target=42", f"epsilon={_text(middle)}&"])
             assert page.locator("#edited img").get_attribute("src") != moved
             assert page.locator("#target-thumb img").get_attribute("src") != thumb
 
@@ -347,6 +365,26 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             page.locator("#edited img").evaluate("img => img.decode()")
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # The threshold moved by hand: the ε slider's end follows it, and ε stays.
+            page.locator("#threshold input[type=range]").focus()
+            page.keyboard.press("Home")
+            settled(page, ["threshold=0&", f"epsilon={_text(middle)}&"])
+            range_max(page, "epsilon", max(editor.epsilon_max(part, 0.0), middle))
+            page.keyboard.press("End")  # the threshold's end: no channel is left to move
+            top = float(page.locator("#threshold input[type=range]").get_attribute("max"))
+            assert editor.threshold_max(part) <= top < editor.threshold_max(part) + 0.01
+            settled(page, [f"threshold={_text(top)}&", f"epsilon={_text(middle)}&"])
+            range_max(page, "epsilon", middle)
+            assert page.locator("#edited img").get_attribute("src") == \
+                page.locator("#slider img").first.get_attribute("src")  # the edit is the target
+
+            # An example restores its part's ε and threshold, and both sliders end where that part's ranges do.
+            last, settings = served.parts[-1], model.catalog.parts[served.parts[-1]]
+            page.get_by_text(re.compile(rf"^\S+ {last}: \d+ → \d+$")).click()
+            settled(page, [f"part={last}&", f"epsilon={_text(settings.epsilon)}&",
+                           f"threshold={_text(settings.threshold)}&"])
+            range_max(page, "epsilon", max(editor.epsilon_max(last), settings.epsilon))
 
             page.goto(server.url + "?model=../../etc&target=-1&part=no-such-part&epsilon=nan")  # a bad link
             page.locator("#notice").wait_for(state="visible", timeout=30_000)
