@@ -159,8 +159,11 @@ class Editor:
         )
 
     def query(self, params: EditParams) -> dict[str, Tensor]:
-        """q per edited style layer for the part (toRGB layers only where the part uses them). Cached; read-only."""
-        return self._query(params.part, params.method, params.epsilon, params.threshold, params.lam)
+        """q per edited style layer for the part (toRGB layers only where the part uses them).
+
+        Cached by the knobs; the caller gets its own copy, so changing it cannot change later edits."""
+        cached = self._query(params.part, params.method, params.epsilon, params.threshold, params.lam)
+        return {layer: q.clone() for layer, q in cached.items()}
 
     def _query_for_knobs(self, part: str, method: str, epsilon: float, threshold: float,
                          lam: float) -> dict[str, Tensor]:

@@ -80,7 +80,8 @@ class Part:
     - epsilon: the base budget ε, what the ε slider moves;
     - epsilon_profile: {coarse, middle, fine} → weight; a layer's budget is weight × ε (0 leaves the group
       unedited). Stored as pairs in LAYER_GROUPS order so the part stays immutable;
-    - epsilon_per_layer: overrides for single layers, at the default ε (they scale with ε like the rest);
+    - epsilon_per_layer: overrides for single layers: the layer's budget at the default ε, scaling with ε like
+      the rest (when the default ε is 0, the override is the layer's weight instead);
     - threshold: the paper's ρ/(1+ρ);
     - torgb: whether the toRGB layers' styles take part. A toRGB channel recolours every pixel its layer
       draws, so it helps parts whose look is mostly colour over a large area and leaks for the rest.
@@ -134,7 +135,8 @@ class Part:
         out = {}
         for layer in layers:
             if layer in overrides:
-                # An override is the layer's budget at the default ε; with a default of 0 it scales like ε.
+                # An override is the layer's budget at the default ε; a default of 0 leaves no ratio, so then
+                # the override is the layer's weight.
                 out[layer] = overrides[layer] / self.epsilon if self.epsilon > 0 else overrides[layer]
             else:
                 out[layer] = weights[layer_group(layer)]

@@ -1,6 +1,7 @@
 """The editor's identities, caching, determinism and input validation, on the tiny random generator."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -123,3 +124,29 @@ def test_bad_input_says_what_is_allowed(editor, kwargs, message):
     args = dict(target_seed=1, reference_seed=2, part="eyes") | kwargs
     with pytest.raises(ValueError, match=message):
         editor.edit(**args)
+
+
+def test_a_changed_query_does_not_change_later_edits(tiny_generator, tiny_catalog):
+    editor = Editor(tiny_generator, tiny_catalog)
+    params = editor.resolve(1, 2, "eyes", method="global", lam=0.5)
+    before = editor.run(params).edited
+    for q in editor.query(params).values():
+        q.fill_(0.0)  # a caller scribbling on what it was handed
+    assert np.array_equal(editor.run(params).edited, before)
+
+
+def test_per_layer_overrides_survive_a_zero_base_epsilon(tiny_generator, tiny_catalog):
+    part = replace(tiny_catalog.parts["eyes"], epsilon=0.0, epsilon_per_layer=(("convs.0", 60.0),))
+    editor = Editor(tiny_generator, replace(tiny_catalog, parts={**tiny_catalog.parts, "eyes": part}))
+    budgets = editor.layer_epsilons(editor.resolve(1, 2, "eyes"))
+    assert budgets["convs.0"] == 0.0 and budgets["convs.1"] == 0.0  # at the default ε of 0 nothing moves ...
+    budgets = editor.layer_epsilons(editor.resolve(1, 2, "eyes", epsilon=10))
+    assert budgets["convs.0"] == 600.0 and budgets["convs.1"] == 10.0  # ... and the override scales with ε
+
+
+def test_one_threshold_bound_for_parts_and_edits(tiny_catalog):
+    from localedit.parts import MAX_THRESHOLD, Part
+
+    assert Part("eyes", (0,), threshold=MAX_THRESHOLD).threshold == MAX_THRESHOLD
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 0.99"):
+        Part("eyes", (0,), threshold=0.995)  # refused when stored, not at every edit that reads it
