@@ -96,9 +96,12 @@ class Controls:
 
 
 def _text(value: object) -> str:
-    # repr is the shortest text that reads back to the same float, so a link restores ε bit for bit.
-    text = repr(value) if isinstance(value, float) else str(value)
-    return text[:-2] if text.endswith(".0") else text
+    # repr is the shortest text that reads back to the same float, so a link restores ε bit for bit; a whole
+    # float drops its ".0" (ε 30.0 reads "30"), and text, such as a model "owner/x@v1.0", stays as it is.
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
 
 
 def short(value: object) -> str:

@@ -426,3 +426,9 @@ def test_png_files_are_named_by_content_and_bounded(app, tmp_path):
     assert files(images[4]) == paths[4] and len(set(paths)) == 5
     assert sorted(p.name for p in files.folder.iterdir()) == sorted(Path(p).name for p in paths[2:])
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(paths[4]).read_bytes()))), images[4])
+
+
+def test_a_link_keeps_text_that_ends_in_dot_zero():
+    controls = share.Controls("owner/x@v1.0", 3, 7, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
+    query = share.query_of(controls.query())
+    assert query["model"] == "owner/x@v1.0" and query["epsilon"] == "30"  # whole floats still read short
