@@ -21,20 +21,21 @@ def _cataloged(source: str):
 def _cmd_catalog(args: argparse.Namespace) -> None:
     from localedit.catalog import build_catalog
     from localedit.edit import Editor
-    from localedit.hub import load_model, save_catalog
+    from localedit.hub import load_model, save_catalog, writable_folder
     from localedit.sheets import contact_sheet
 
     model = load_model(args.model)
+    folder = writable_folder(model, args.out)
     catalog = build_catalog(model.generator, args.layer, args.clusters, n_samples=args.samples,
                             truncation=args.truncation, seed=args.seed, fit_rows=args.fit_rows, resize=args.resize,
                             progress=True)
-    save_catalog(model.folder, catalog)
-    sheet = Path(args.sheet or Path(model.folder) / "catalog.png")
+    save_catalog(folder, catalog)
+    sheet = Path(args.sheet or folder / "catalog.png")
     contact_sheet(Editor(model.generator, catalog), range(8), catalog.truncation).save(sheet)
     t = catalog.timings
     print(f"catalog: {args.layer}, K={args.clusters}, {args.samples} samples "
-          f"(generation {t['generation']:.1f}s, clustering {t['clustering']:.1f}s) → {model.folder}")
-    print(f"contact sheet → {sheet}; name the clusters with: python -m localedit label {args.model} eyes=3,7 ...")
+          f"(generation {t['generation']:.1f}s, clustering {t['clustering']:.1f}s) → {folder}")
+    print(f"contact sheet → {sheet}; name the clusters with: python -m localedit label {folder} eyes=3,7 ...")
 
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
@@ -48,9 +49,10 @@ def _cmd_sheet(args: argparse.Namespace) -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
-    from localedit.hub import save_catalog
+    from localedit.hub import save_catalog, writable_folder
 
     model = _cataloged(args.model)
+    folder = writable_folder(model, args.out)
     parts = {}
     for item in args.parts:
         name, _, ids = item.partition("=")
@@ -63,8 +65,10 @@ def _cmd_label(args: argparse.Namespace) -> None:
     profile = dict(_pair(p, _profile) for p in args.profile)
     catalog = model.catalog.with_parts(parts, epsilon=epsilon, threshold=threshold, torgb=torgb,
                                        epsilon_profile=profile)
-    save_catalog(model.folder, catalog)
+    save_catalog(folder, catalog)
     print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
+    if folder != Path(model.folder):
+        print(f"wrote {folder}")
 
 
 def _cmd_suggest(args: argparse.Namespace) -> None:
@@ -259,13 +263,12 @@ def _cmd_render_faces(args: argparse.Namespace) -> None:
 
 def _cmd_tune(args: argparse.Namespace) -> None:
     from localedit.evaluate import TUNING_SEED
-    from localedit.hub import save_catalog
+    from localedit.hub import save_catalog, writable_folder
     from localedit.judge import load_judge
     from localedit.tune import candidates, ceiling, choose, tune, with_choices
 
     model = _cataloged(args.model)
-    if args.write and not Path(args.model).is_dir():
-        raise ValueError(f"--write saves into a local model folder; {args.model} is not one (copy it first)")
+    folder = writable_folder(model, args.out) if args.write else None
     if args.ceiling:
         table = ceiling(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs)
         print(f"every channel of one layer group moved (toRGB included), {args.pairs} pairs from seed {TUNING_SEED}:")
@@ -296,8 +299,8 @@ def _cmd_tune(args: argparse.Namespace) -> None:
             print(f"{'':>{len(part)}}  no candidate keeps the leak ≤ {args.max_leak:g}: chose the least leaky")
         chosen[part] = best
     if args.write:
-        save_catalog(Path(args.model), with_choices(model.catalog, chosen))
-        print(f"\nwrote the chosen settings of {sorted(chosen)} into {args.model}/catalog.json")
+        save_catalog(folder, with_choices(model.catalog, chosen))
+        print(f"\nwrote the chosen settings of {sorted(chosen)} into {folder}/catalog.json")
     else:
         print("\nnothing written; --write saves the chosen settings into the catalog")
 
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("catalog", help="cluster a layer's activations and compute M for every style layer")
-    p.add_argument("model", help="a local model folder")
+    p.add_argument("model", help="a local model folder or owner/name[@revision] (then --out)")
     p.add_argument("--layer", default="convs.3", help="the style layer whose input is clustered")
     p.add_argument("--clusters", type=int, default=12, help="K")
     p.add_argument("--samples", type=int, default=200)
@@ -357,7 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resize", choices=["nearest", "bilinear"], default="nearest",
                    help="how Eq. 1 resizes the cluster maps to each layer: nearest, as the authors' code, or "
                    "bilinear, as §3.1 writes (it transferred less on the embedded model; see its card)")
-    p.add_argument("--sheet", help="contact sheet PNG (default: MODEL/catalog.png)")
+    p.add_argument("--sheet", help="contact sheet PNG (default: catalog.png in the folder written)")
+    p.add_argument("--out", help="a local folder to write the model and its catalog into (needed for a Hub model; "
+                   "default: the model's own folder)")
     p.set_defaults(func=_cmd_catalog)
 
     p = sub.add_parser("sheet", help="the contact sheet of a model's catalog, with the parts named so far")
@@ -367,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=_cmd_sheet)
 
     p = sub.add_parser("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
-    p.add_argument("model", help="a local model folder with a catalog")
+    p.add_argument("model", help="a model folder with a catalog, or owner/name[@revision] (then --out)")
     p.add_argument("parts", nargs="+", metavar="NAME=IDS")
     p.add_argument("--epsilon", action="append", default=[], metavar="NAME=EPS", help="a part's default ε")
     p.add_argument("--threshold", action="append", default=[], metavar="NAME=T",
@@ -377,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", action="append", default=[], metavar="NAME=C,M,F",
                    help="a part's ε weights for the coarse (4–8 px), middle (16–32 px) and fine layers; 0 leaves "
                    "a group unedited")
+    p.add_argument("--out", help="a local folder to write the model and its relabelled catalog into (needed for "
+                   "a Hub model; default: the model's own folder)")
     p.set_defaults(func=_cmd_label)
 
     p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
@@ -438,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-leak", type=float, default=0.1, help="the most leak a chosen setting may have")
     p.add_argument("--top", type=int, default=5, help="rows of the table per part")
     p.add_argument("--write", action="store_true", help="save the chosen settings into the model's catalog")
+    p.add_argument("--out", help="with --write: a local folder to write the model and its catalog into (needed for "
+                   "a Hub model)")
     p.add_argument("--ceiling", action="store_true", help="instead: what each layer group delivers when all of "
                    "its channels move, i.e. whether a part's look can be moved locally at all")
     p.set_defaults(func=_cmd_tune)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,6 +307,26 @@ def save_generator(folder: str | os.PathLike, config: GeneratorConfig, state_dic
     if card is not None:
         _write_atomic(folder / CARD_FILE, lambda p: p.write_text(card, encoding="utf-8"))
     return folder
+
+
+def writable_folder(model: Model, out: str | os.PathLike | None = None) -> Path:
+    """Where a command may write a model's catalog: `out` when given (the model's files are copied there
+    first, unless it already is that model folder), else the model's own folder when it is a local one. A Hub
+    model's folder is a snapshot in the Hugging Face cache, which must never change: it needs `out`."""
+    if out is None:
+        if model.repo_id is not None:
+            raise ValueError(f"{model.source} is a Hub model, whose files in the Hugging Face cache must not change; "
+                             f"name a local folder to write into with --out (the model is copied there)")
+        return Path(model.folder)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if out.resolve() != Path(model.folder).resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            if (Path(model.folder) / name).is_file():
+                shutil.copyfile(Path(model.folder) / name, out / name)
+    return out
 
 
 def save_catalog(folder: str | os.PathLike, catalog: Catalog) -> Path:

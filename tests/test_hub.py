@@ -26,6 +26,7 @@ from localedit.hub import (
     push,
     save_catalog,
     save_generator,
+    writable_folder,
 )
 from localedit.stylegan2 import Generator
 
@@ -269,3 +270,25 @@ def test_push_command(fake_hub, tmp_path, tiny_generator, capsys):
     assert f"load_model('acme/cli-push@{commit}')" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="error: no such model folder"):
         main(["push", str(tmp_path / "absent"), "acme/cli-push"])
+
+
+def test_catalog_commands_never_write_into_the_hub_cache(fake_hub, tmp_path, tiny_generator, tiny_catalog):
+    fake_hub.commit("acme/relabel", _folder_files(tmp_path, tiny_generator, tiny_catalog))
+    model = load_model("acme/relabel")
+    snapshot = {p.name: p.read_bytes() for p in model.folder.iterdir()}
+    with pytest.raises(ValueError, match="Hub model, whose files in the Hugging Face cache must not change"):
+        writable_folder(model)
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "mine"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "localedit", *args], capture_output=True, text=True, cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+
+    refused = cli("label", "acme/relabel", "eyes=3")
+    assert refused.returncode != 0 and "--out" in refused.stderr and "Traceback" not in refused.stderr
+    done = cli("label", "acme/relabel", "eyes=3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert load_model(str(out)).catalog.parts["eyes"].clusters == (3,)
+    assert (out / "generator.safetensors").read_bytes() == snapshot["generator.safetensors"]
+    assert {p.name: p.read_bytes() for p in model.folder.iterdir()} == snapshot  # the cache is untouched
