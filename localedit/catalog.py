@@ -51,8 +51,8 @@ def cluster_maps(a: Tensor, centroids: Tensor, size: tuple[int, int] | None = No
 
     With `size` (H, W), the labels are for that resolution: each cluster's cosine map is upsampled bilinearly
     before the argmax, so a part's outline follows the activations between their pixels instead of being
-    made of h×w blocks. On the embedded model this raised the judge IoU of every part (eyes 0.48 → 0.52);
-    Eq. 1 still uses the nearest-neighbour labels at each layer's resolution, as the paper does.
+    made of h×w blocks (on the embedded model it raised the judge IoU of every part; the card has the figures).
+    Eq. 1 resizes the labels its own way, set by the catalog's `resize` (see `contribution_sum`).
     """
     if a.ndim != 4 or centroids.ndim != 2 or a.shape[1] != centroids.shape[1]:
         raise ValueError(f"need activations [N, C, H, W] and centroids [K, C] with the same C, got "
@@ -304,9 +304,9 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
     styles. Pass 2 regenerates each batch from its cached styles and accumulates Eq. 1 for every style layer:
     keeping every layer's activations would take about 100 MB per sample for a 256-pixel model, while the
     second pass costs one more generation. `fit_rows` fits k-means on that many random rows instead of all
-    (see `spherical_kmeans`): 7× faster on the embedded model, but over 4 seeds its best eyes and mouth
-    clusters held fewer eye and mouth pixels (mean best share 0.45 vs 0.50 and 0.33 vs 0.38), so all rows
-    are the default. `timings` records seconds: "generation" (pass 1's generator calls,
+    (see `spherical_kmeans`): much faster, but on the embedded model its best eyes and mouth clusters held
+    fewer eye and mouth pixels (its card has the figures), so all rows are the default; `resize` is Eq. 1's
+    (see `contribution_sum`). `timings` records seconds: "generation" (pass 1's generator calls,
     i.e. generating the samples once), "clustering" (k-means), "contribution" (pass 2) and "total".
     """
     if layer not in generator.style_layers:
