@@ -49,7 +49,7 @@ class EditResult:
     edited: np.ndarray  # uint8 [H, W, 3]
     diff: np.ndarray  # float32 [H, W], squared CIELAB error between target and edited
     roi: np.ndarray  # bool [H, W], the part's clusters on the target
-    changed: dict[str, int]  # style layer → number of channels with q > 0
+    changed: dict[str, int]  # edited style layer → number of channels whose style value changed
     in_mse: float
     out_mse: float
 
@@ -142,7 +142,8 @@ class Editor:
         reference = self.sample(params.reference, params.truncation)
         q = self.query(params)
         with torch.inference_mode():
-            edited = self.generator.synthesize(interpolate(target.styles, reference.styles, q))
+            styles = interpolate(target.styles, reference.styles, q)
+            edited = self.generator.synthesize(styles)
             diff = (srgb_to_lab(edited) - target.lab).square().sum(dim=1)[0]  # squared ΔE*76
             roi = torch.isin(target.clusters, torch.tensor(self.catalog.parts[params.part].clusters))
             in_mse, out_mse = in_out_mse(diff[None], roi[None])
@@ -153,7 +154,8 @@ class Editor:
             edited=to_uint8(edited),
             diff=diff.numpy().astype(np.float32),
             roi=roi.numpy(),
-            changed={layer: int((v > 0).sum()) for layer, v in q.items()},
+            # Channels whose style value moved: a channel the query picks but where σ_R = σ_T changes nothing.
+            changed={layer: int((styles[layer] != target.styles[layer]).sum()) for layer in q},
             in_mse=float(in_mse[0]),
             out_mse=float(out_mse[0]),
         )

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from localedit.edit import METHODS, Editor, check_seed
+from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
 from localedit.hub import CATALOG_META_FILE, CATALOG_TENSORS_FILE, CONFIG_FILE, WEIGHTS_FILE, load_model
 
 LINK_KEYS = ("model", "target", "reference", "part", "epsilon", "method", "threshold", "lam", "truncation")
@@ -139,8 +139,8 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
     """A link's query → the controls it asks for, and one notice per value that fell back to its default.
 
     Values are checked by the library (`Editor.resolve`), one at a time, so a bad value costs only itself.
-    The model must be one of `models`; `editor_of` is only ever called with a member. No link key at all gives
-    the defaults without a notice (a plain visit); unknown keys are ignored.
+    The model must be one of `models`; `editor_of` is only ever called with a member. Values a link leaves out
+    take their defaults quietly (a reference other than the target); unknown keys are ignored.
     """
     given = {key: query[key] for key in LINK_KEYS if key in query}
     notices: list[str] = []
@@ -187,9 +187,10 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
                 values[key] = getattr(resolved, key)
             except ValueError as e:
                 notices.append(f"{cut(str(e))}; using {_text(values[key])}")
-    missing = [key for key in LINK_KEYS if key not in given]
-    if missing:
-        notices.append(f"the link does not set {', '.join(missing)}: using the defaults")
+    if "reference" not in given and values["reference"] == values["target"]:
+        # A short link names only a target: the default reference must be another image, or nothing changes.
+        values["reference"] = next(s for s in (*seeds, values["target"] + 1, 0) if s != values["target"]
+                                   and 0 <= s <= MAX_SEED)
     return Controls(**values), notices
 
 
