@@ -307,9 +307,12 @@ def _controls_update(c: Controls) -> list:
     catalog = editor.catalog
     return [gr.Dropdown(choices=MODELS.names, value=c.model), c.target, c.reference,
             gr.Dropdown(choices=part_choices(catalog), value=c.part),
-            gr.Slider(value=c.epsilon, maximum=epsilon_max(editor, c.part, c.threshold, c.epsilon)), c.method,
-            gr.Slider(value=c.threshold, maximum=threshold_max(editor, c.part, c.threshold)),
-            gr.Slider(value=c.lam, maximum=lam_max(c.method, c.lam)), c.truncation, legend_html(catalog, c.part)]
+            gr.Slider(value=c.epsilon, maximum=epsilon_max(editor, c.part, c.threshold, c.epsilon),
+                      interactive=uses_budget(c.method)), c.method,
+            gr.Slider(value=c.threshold, maximum=threshold_max(editor, c.part, c.threshold),
+                      interactive=uses_budget(c.method)),
+            gr.Slider(value=c.lam, maximum=lam_max(c.method, c.lam), interactive=not uses_budget(c.method)),
+            c.truncation, legend_html(catalog, c.part)]
 
 
 def restore_page(request: gr.Request):
@@ -382,8 +385,20 @@ def show_legend(model: str, part: str):
     return legend_html(editor.catalog, part) if part in editor.parts else gr.skip()
 
 
+def uses_budget(method: str) -> bool:
+    """ε and the threshold steer only the sequential query; λ only the other two."""
+    return method == "sequential"
+
+
 def on_method(method: str, lam: float):
-    return gr.Slider(value=min(lam, 1.0) if method == "global" else lam, maximum=lam_max(method, lam))
+    """The knobs that steer this method are live, the others greyed out."""
+    return (gr.Slider(value=min(lam, 1.0) if method == "global" else lam, maximum=lam_max(method, lam),
+                      interactive=not uses_budget(method)),
+            gr.Slider(interactive=uses_budget(method)), gr.Slider(interactive=uses_budget(method)))
+
+
+def hide_notice():
+    return gr.Markdown(visible=False)
 
 
 _default_editor = MODELS.editor(MODELS.names[0])
@@ -473,7 +488,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                           info="sequential: only channels with M_part above it move; none at the "
                                                "right end", elem_id="threshold")
                 lam_box = gr.Slider(0, lam_max(DEFAULT.method), value=DEFAULT.lam, step=0.05, label="λ",
-                                    info="simultaneous: q = min(1, λ·M_part); global: q = λ", elem_id="lam")
+                                    info="simultaneous: q = min(1, λ·M_part); global: q = λ", elem_id="lam",
+                                    interactive=not uses_budget(DEFAULT.method))
                 truncation_box = gr.Slider(0, 1, value=DEFAULT.truncation, step=0.05, label="Truncation ψ",
                                            elem_id="truncation")
             edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
@@ -520,7 +536,10 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                    [epsilon_box, threshold_box, legend], api_visibility="private", queue=False,
                                    preprocess=False)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
-    method_box.input(on_method, [method_box, lam_box], lam_box, api_visibility="private", queue=False)
+    method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
+                     api_visibility="private", queue=False)
+    # A link's notice is about the link: once the user changes anything, it no longer describes the page.
+    gr.on([c.input for c in controls], hide_notice, None, notice, api_visibility="private", queue=False)
     target_dice.click(None, None, target_box, js=RANDOM_SEED_JS)
     reference_dice.click(None, None, reference_box, js=RANDOM_SEED_JS)
     query_box.change(None, query_box, link_box, js=SYNC_LINK_JS)

@@ -363,8 +363,13 @@ def test_callbacks_of_the_controls(app):
     assert epsilon.maximum == editor.epsilon_max("mouth", 0.2) and threshold.maximum == 0.75
     assert 'selected"><i style="background:#d62728' in legend
     assert app.on_example("tiny", "nose", 10.0, 0.2) == (gr.skip(),) * 3
-    assert app.on_method("global", 7.5).value == 1.0 and app.on_method("global", 7.5).maximum == 1.0
-    assert app.on_method("simultaneous", 7.5).value == 7.5
+    lam, epsilon, threshold = app.on_method("global", 7.5)
+    assert lam.value == 1.0 and lam.maximum == 1.0
+    assert lam.interactive and not epsilon.interactive and not threshold.interactive  # ε, t steer only sequential
+    lam, epsilon, threshold = app.on_method("simultaneous", 7.5)
+    assert lam.value == 7.5 and lam.interactive and not epsilon.interactive
+    lam, epsilon, threshold = app.on_method("sequential", 7.5)
+    assert not lam.interactive and epsilon.interactive and threshold.interactive
     assert app.edit_view("tiny", None, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7) == (gr.skip(),) * 8
     *views, target_thumb, reference_thumb = app.edit_view("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
     assert views[-1] == app.edit("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)[-1]
