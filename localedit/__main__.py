@@ -476,7 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixing", type=float, help="style-mixing probability")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
     p.add_argument("--seed", type=int)
-    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "
+                   "hardware runs bf16 natively)")
     p.add_argument("--export", metavar="MODEL_DIR", help="write the checkpoint's EMA generator as a model folder")
     p.add_argument("--name", default="faces64", help="the exported model's display name")
     p.add_argument("--description", default="A compact StyleGAN2 trained on localedit's procedural cartoon faces.")

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -89,3 +90,17 @@ def test_cli_trains_and_exports(tmp_path):
     assert state["step"] == 1 and state["config"]["bf16"] is False and state["wall_time"] > 0
     main(["train", "--run-dir", str(run), "--export", str(tmp_path / "model")])
     assert (tmp_path / "model" / "generator.safetensors").exists()
+
+
+def test_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from localedit import train
+
+    faces = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
+    config = train.TrainConfig(size=16, channels=(16, 16, 8), style_dim=16, batch=4, n_faces=8)
+    monkeypatch.setattr(train, "native_bf16", lambda device: False)
+    assert train.Trainer(config, faces).precision == "fp32"  # an AVX2-only CPU: emulated bf16 is slow
+    monkeypatch.setattr(train, "native_bf16", lambda device: True)
+    assert train.Trainer(config, faces).precision == "bf16"
+    assert train.Trainer(replace(config, bf16=False), faces).precision == "fp32"  # --fp32 always wins
