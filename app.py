@@ -368,16 +368,17 @@ def on_threshold(model: str, part: str, threshold: float, epsilon: float):
 
 
 def on_example(model: str, part: str, epsilon: float, threshold: float):
-    """After an example filled the controls (each back at its first settings): the ends of both sliders for the
-    example's part, and the legend."""
+    """After an example filled the controls (each back at its first settings, the method sequential): the ends
+    of both sliders for the example's part, the knobs that steer the sequential query live, and the legend."""
     editor = _editor_and_part(model, part)
     if editor is None or not _number(threshold) or not _number(epsilon):
-        return gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * 4
     try:
-        return (gr.Slider(maximum=epsilon_max(editor, part, threshold, epsilon)),
-                gr.Slider(maximum=threshold_max(editor, part, threshold)), legend_html(editor.catalog, part))
+        return (gr.Slider(maximum=epsilon_max(editor, part, threshold, epsilon), interactive=True),
+                gr.Slider(maximum=threshold_max(editor, part, threshold), interactive=True),
+                gr.Slider(interactive=False), legend_html(editor.catalog, part))
     except ValueError:
-        return gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * 4
 
 
 def show_legend(model: str, part: str):
@@ -511,8 +512,10 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     controls = [model_box, target_box, reference_box, part_box, epsilon_box, method_box, threshold_box, lam_box,
                 truncation_box]
     # Each example names its model too, so that it works after another model was picked.
-    examples = gr.Examples([[DEFAULT.model, *row] for row in EXAMPLES],
-                           inputs=[model_box, target_box, reference_box, part_box, epsilon_box, threshold_box],
+    # An example restores its whole edit: the sequential query at the part's own settings, at the model's ψ.
+    examples = gr.Examples([[DEFAULT.model, *row, "sequential", 1.0, DEFAULT.truncation] for row in EXAMPLES],
+                           inputs=[model_box, target_box, reference_box, part_box, epsilon_box, threshold_box,
+                                   method_box, lam_box, truncation_box],
                            label=f"Examples for {DEFAULT.model}",
                            example_labels=[f"{color_emoji(_catalog.parts[p].color)} {p}: {t} → {r}"
                                            for t, r, p, *_ in EXAMPLES])
@@ -533,8 +536,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     threshold_box.input(on_threshold, [model_box, part_box, threshold_box, epsilon_box], epsilon_box,
                         api_visibility="private", queue=False, preprocess=False, trigger_mode="always_last")
     examples.load_input_event.then(on_example, [model_box, part_box, epsilon_box, threshold_box],
-                                   [epsilon_box, threshold_box, legend], api_visibility="private", queue=False,
-                                   preprocess=False)
+                                   [epsilon_box, threshold_box, lam_box, legend], api_visibility="private",
+                                   queue=False, preprocess=False)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
                      api_visibility="private", queue=False)

@@ -359,10 +359,11 @@ def test_callbacks_of_the_controls(app):
     for bad in (("tiny", "nose", 0.1, 1.0), ("../x", "mouth", 0.1, 1.0), ("tiny", "mouth", 1.5, 1.0),
                 ("tiny", "mouth", None, 1.0), ("tiny", "mouth", 0.1, "x"), ("tiny", ["mouth"], 0.1, 1.0)):
         assert app.on_threshold(*bad) == gr.skip()
-    epsilon, threshold, legend = app.on_example("tiny", "mouth", 10.0, 0.2)  # after an example filled the controls
+    epsilon, threshold, lam, legend = app.on_example("tiny", "mouth", 10.0, 0.2)  # after an example filled them
     assert epsilon.maximum == editor.epsilon_max("mouth", 0.2) and threshold.maximum == 0.75
+    assert epsilon.interactive and threshold.interactive and lam.interactive is False  # back to sequential
     assert 'selected"><i style="background:#d62728' in legend
-    assert app.on_example("tiny", "nose", 10.0, 0.2) == (gr.skip(),) * 3
+    assert app.on_example("tiny", "nose", 10.0, 0.2) == (gr.skip(),) * 4
     lam, epsilon, threshold = app.on_method("global", 7.5)
     assert lam.value == 1.0 and lam.maximum == 1.0
     assert lam.interactive and not epsilon.interactive and not threshold.interactive  # ε, t steer only sequential
@@ -392,9 +393,10 @@ def test_part_colours_and_examples(app, tiny_generator, tiny_catalog):
                   if a != b for e in [editor.edit(a, b, part)]}
         assert len(scores) == 30 and scores[t, r] == max(scores.values())
     # The page's examples name the model, and fill the threshold too.
+    # The page's examples restore the whole edit: model, seeds, part, its ε and threshold, and the method and ψ.
     assert [c.elem_id for c in app.examples.inputs] == ["model", "target", "reference", "part", "epsilon",
-                                                         "threshold"]
-    assert [row[0] for row in app.examples.examples] == ["tiny", "tiny"]
+                                                         "threshold", "method", "lam", "truncation"]
+    assert [row[:1] + row[-3:] for row in app.examples.examples] == [["tiny", "sequential", 1.0, 0.7]] * 2
 
 
 def test_epsilon_range_ends_where_the_edit_stops_changing(app):
