@@ -8,6 +8,15 @@ import sys
 from pathlib import Path
 
 
+def _output(path: str | Path) -> Path:
+    """An output file's path, its folder made if missing (a typo'd folder costs a folder, not the run)."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ValueError(f"{path} is a folder; name the file to write, e.g. {path / 'out.png'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _cataloged(source: str):
     """A model that has a catalog, or a ValueError that says how to make one."""
     from localedit.hub import load_model
@@ -30,7 +39,7 @@ def _cmd_catalog(args: argparse.Namespace) -> None:
                             truncation=args.truncation, seed=args.seed, fit_rows=args.fit_rows, resize=args.resize,
                             progress=True)
     save_catalog(folder, catalog)
-    sheet = Path(args.sheet or folder / "catalog.png")
+    sheet = _output(args.sheet or folder / "catalog.png")
     contact_sheet(Editor(model.generator, catalog), range(8), catalog.truncation).save(sheet)
     t = catalog.timings
     print(f"catalog: {args.layer}, K={args.clusters}, {args.samples} samples "
@@ -43,7 +52,7 @@ def _cmd_sheet(args: argparse.Namespace) -> None:
     from localedit.sheets import contact_sheet
 
     model = _cataloged(args.model)
-    out = Path(args.output or Path(model.folder) / "catalog.png")
+    out = _output(args.output or Path(model.folder) / "catalog.png")
     contact_sheet(Editor(model.generator, model.catalog), range(args.n), model.catalog.truncation).save(out)
     print(f"contact sheet → {out}")
 
@@ -118,22 +127,27 @@ def _cmd_edit(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.sheets import edit_grid, edit_strip
 
+    targets = args.targets or ([args.target] if args.target is not None else [])
+    references = args.references or ([args.reference] if args.reference is not None else [])
+    if not targets or not references:
+        raise ValueError("name the images: --target and --reference (with --grid, --targets and --references)")
+    if not args.grid and args.part is None:
+        raise ValueError("name the part to edit with --part")
+    output = _output(args.output)
     model = _cataloged(args.model)
     editor = Editor(model.generator, model.catalog, include_torgb=_torgb_override(args.torgb))
     knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
                  truncation=args.truncation)
     if args.grid:
         parts = args.part.split(",") if args.part else list(editor.parts)
-        targets = args.targets or [args.target]
-        references = args.references or [args.reference]
         image = edit_grid(editor, targets, references, parts, **knobs)
     else:
         result = editor.edit(args.target, args.reference, args.part, **knobs)
         image = edit_strip(editor, result)
         print(f"in-MSE {result.in_mse:.2f}  out-MSE {result.out_mse:.2f}  "
               f"channels changed {sum(result.changed.values())}")
-    image.save(args.output)
-    print(f"wrote {args.output}")
+    image.save(output)
+    print(f"wrote {output}")
 
 
 def _cmd_samples(args: argparse.Namespace) -> None:
@@ -143,7 +157,7 @@ def _cmd_samples(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     psi = model.config.truncation if args.truncation is None else args.truncation
     seeds = range(args.first, args.first + args.n)
-    sample_grid(model.generator, seeds, psi, args.columns).save(args.output)
+    sample_grid(model.generator, seeds, psi, args.columns).save(_output(args.output))
     print(f"wrote {args.output}: seeds {seeds.start}..{seeds.stop - 1}, truncation {psi}")
 
 
@@ -255,7 +269,7 @@ def _cmd_train_judge(args: argparse.Namespace) -> None:
 def _cmd_render_faces(args: argparse.Namespace) -> None:
     from localedit.faces import save_grid
 
-    out = Path(args.out)
+    out = _output(args.out)
     labels = out.with_name(out.stem + "_labels" + out.suffix)
     save_grid(str(out), str(labels), n=args.n, size=args.size, offset=args.offset, upscale=args.upscale)
     print(f"wrote {out} and {labels}")
@@ -388,8 +402,8 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
     p.add_argument("--model", required=True, help="a local folder or owner/name[@revision]")
-    p.add_argument("--target", type=int, default=0)
-    p.add_argument("--reference", type=int, default=1)
+    p.add_argument("--target", type=int, help="the target's seed")
+    p.add_argument("--reference", type=int, help="the reference's seed")
     p.add_argument("--targets", type=int, nargs="*", help="grid rows")
     p.add_argument("--references", type=int, nargs="*", help="grid columns")
     p.add_argument("--part", help="a part name (a comma-separated list with --grid; default: all)")
@@ -401,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--torgb", choices=["on", "off"], help="edit the toRGB layers' styles for every part, or none "
                    "(default: each part's own setting)")
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
-    p.add_argument("-o", "--output", default="edit.png")
+    p.add_argument("-o", "--output", required=True, help="the PNG to write (its folder is made if missing)")
     p.set_defaults(func=_cmd_edit)
 
     p = sub.add_parser("suggest", help="propose cluster names from the judge's part labels on generated samples")
@@ -491,7 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-n", type=int, default=1000, help="held-out faces for the IoU in the model card")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="assets/judge")
+    p.add_argument("--out", default="runs/judge", help="the judge's folder (--out assets/judge replaces the "
+                   "shipped one)")
     p.set_defaults(func=_cmd_train_judge)
 
     p = sub.add_parser("render-faces", help="a grid PNG of procedural faces and one of their part labels")

@@ -85,12 +85,30 @@ def test_edit_is_reproducible_across_processes(model_dir, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
-def test_bad_input_is_a_clear_error(model_dir):
+def _fails(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "localedit", "edit", "--model", str(model_dir), "--part", "tail"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert proc.returncode != 0
-    assert "unknown part 'tail'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "localedit", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
+def test_bad_input_is_a_clear_error(model_dir, tmp_path):
+    seeds = ("--target", "1", "--reference", "2")
+    assert "unknown part 'tail'" in _fails("edit", "--model", str(model_dir), *seeds, "--part", "tail",
+                                           "-o", str(tmp_path / "x.png"))
+    # No silent seeds 0 and 1, no PNG dropped into the current folder, no folder taken for a file.
+    assert "--target and --reference" in _fails("edit", "--model", str(model_dir), "--part", "eyes",
+                                                "-o", str(tmp_path / "x.png"))
+    assert "-o/--output" in _fails("edit", "--model", str(model_dir), *seeds, "--part", "eyes")
+    assert "is a folder" in _fails("edit", "--model", str(model_dir), *seeds, "--part", "eyes", "-o", str(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_folders_are_made(model_dir, tmp_path):
+    out = tmp_path / "new" / "deeper" / "strip.png"
+    run("edit", "--model", str(model_dir), "--target", "1", "--reference", "2", "--part", "eyes", "-o", str(out))
+    assert Image.open(out).width > 0
 
 
 def test_bench_prints_ratios(model_dir):

@@ -292,3 +292,15 @@ def test_catalog_commands_never_write_into_the_hub_cache(fake_hub, tmp_path, tin
     assert load_model(str(out)).catalog.parts["eyes"].clusters == (3,)
     assert (out / "generator.safetensors").read_bytes() == snapshot["generator.safetensors"]
     assert {p.name: p.read_bytes() for p in model.folder.iterdir()} == snapshot  # the cache is untouched
+
+
+def test_written_files_are_readable_by_others(tmp_path, tiny_generator, tiny_catalog):
+    old = os.umask(0o022)
+    try:
+        folder = tmp_path / "shared"
+        save_generator(folder, tiny_generator.config, tiny_generator.state_dict(), card="# tiny\n")
+        save_catalog(folder, tiny_catalog)
+    finally:
+        os.umask(old)
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name  # safetensors alone would make them 0600
