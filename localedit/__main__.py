@@ -61,21 +61,27 @@ def _cmd_label(args: argparse.Namespace) -> None:
     from localedit.hub import save_catalog, writable_folder
 
     model = _cataloged(args.model)
+    if not args.parts and not args.remove and not (args.epsilon or args.threshold or args.torgb or args.profile):
+        raise ValueError("nothing to do: name parts (eyes=3,7), settings (--threshold eyes=0.1) or --remove NAME")
     folder = writable_folder(model, args.out)
     parts = {}
     for item in args.parts:
         name, _, ids = item.partition("=")
-        if not name or not ids:
-            raise ValueError(f"parts are written name=id,id,... (e.g. eyes=3,7), got {item!r}")
+        if not name or not ids or not all(i.strip().isdigit() for i in ids.split(",")):
+            raise ValueError(f"parts are written name=id,id,... with cluster ids from `suggest` or the contact "
+                             f"sheet (e.g. eyes=3,7), got {item!r}")
         parts[name] = [int(i) for i in ids.split(",")]
     epsilon = dict(_pair(e, float) for e in args.epsilon)
     threshold = dict(_pair(t, float) for t in args.threshold)
     torgb = dict(_pair(t, _on_off) for t in args.torgb)
     profile = dict(_pair(p, _profile) for p in args.profile)
-    catalog = model.catalog.with_parts(parts, epsilon=epsilon, threshold=threshold, torgb=torgb,
-                                       epsilon_profile=profile)
+    catalog = model.catalog.without_parts(args.remove) if args.remove else model.catalog
+    catalog = catalog.with_parts(parts, epsilon=epsilon, threshold=threshold, torgb=torgb, epsilon_profile=profile)
     save_catalog(folder, catalog)
     print(json.dumps({n: list(p.clusters) for n, p in catalog.parts.items()}))
+    for cluster, names in catalog.shared_clusters().items():
+        print(f"warning: cluster {cluster} is in {' and '.join(names)}; its pixels count for each, and the "
+              f"contact sheet shows one name", file=sys.stderr)
     if folder != Path(model.folder):
         print(f"wrote {folder}")
 
@@ -387,7 +393,9 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
     p.add_argument("model", help="a model folder with a catalog, or owner/name[@revision] (then --out)")
-    p.add_argument("parts", nargs="+", metavar="NAME=IDS")
+    p.add_argument("parts", nargs="*", metavar="NAME=IDS", help="a part and its cluster ids, from `suggest` or "
+                   "the contact sheet (ids differ between catalogs)")
+    p.add_argument("--remove", action="append", default=[], metavar="NAME", help="drop a part")
     p.add_argument("--epsilon", action="append", default=[], metavar="NAME=EPS", help="a part's default ε")
     p.add_argument("--threshold", action="append", default=[], metavar="NAME=T",
                    help="a part's sequential threshold (see the tune command)")

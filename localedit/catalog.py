@@ -232,6 +232,15 @@ class Catalog:
                 updated[name] = replace(updated[name], **{key: value})
         return replace(self, parts=updated)
 
+    def shared_clusters(self) -> dict[int, list[str]]:
+        """Clusters named in more than one part, {cluster: [parts]}: their pixels count for each of those parts,
+        and a contact sheet can show only one name."""
+        owners: dict[int, list[str]] = {}
+        for name, part in self.parts.items():
+            for cluster in part.clusters:
+                owners.setdefault(cluster, []).append(name)
+        return {c: names for c, names in sorted(owners.items()) if len(names) > 1}
+
     def without_parts(self, names: Iterable[str]) -> Catalog:
         """A copy without the named parts."""
         names = set(names)

@@ -57,6 +57,21 @@ def test_label_sets_per_part_settings(model_dir, tmp_path):
     assert proc.returncode != 0 and "an ε profile is 3 weights" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_label_warns_about_shared_clusters_and_removes_parts(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(model_dir, folder)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "localedit", "label", str(folder), "nose=1,3"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and "warning: cluster 1 is in mouth and nose" in proc.stderr
+    run("label", str(folder), "--remove", "nose")
+    assert set(load_model(str(folder)).catalog.parts) == {"eyes", "mouth"}
+    assert "no such parts: ['tail']" in _fails("label", str(folder), "--remove", "tail")
+    assert "cluster ids from `suggest`" in _fails("label", str(folder), "eyes=three")
+
+
 def test_sheet_after_labelling(model_dir, tmp_path):
     out = tmp_path / "sheet.png"
     run("sheet", str(model_dir), "--n", "4", "-o", str(out))
