@@ -239,10 +239,17 @@ def edit(model: str, target: int, reference: int, part: str, epsilon: float | No
 
 @gpu
 def edit_view(model, target, reference, part, epsilon, method, threshold, lam, truncation):
-    """The live edit behind the controls: `edit` plus both thumbnails; half-typed seeds wait silently."""
+    """The live edit behind the controls: `edit` plus both thumbnails; half-typed seeds wait silently.
+
+    A value the library refuses (a seed of -5 or 1.5, a part typed by hand) gets one notice saying what is
+    allowed, and the last good edit stays on screen instead of an error over every output."""
     if target is None or reference is None or part is None:
         return (gr.skip(),) * 8
-    editor, r = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    try:
+        editor, r = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    except gr.Error as e:
+        gr.Warning(e.message)
+        return (gr.skip(),) * 8
     return _views(model, editor, r)
 
 

@@ -372,6 +372,9 @@ def test_callbacks_of_the_controls(app):
     lam, epsilon, threshold = app.on_method("sequential", 7.5)
     assert not lam.interactive and epsilon.interactive and threshold.interactive
     assert app.edit_view("tiny", None, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7) == (gr.skip(),) * 8
+    for bad in ((-5, 2, "eyes"), (1.5, 2, "eyes"), (99999999999, 2, "eyes"), (1, 2, "free text")):
+        with pytest.warns(UserWarning, match="must be a whole number|unknown part"):  # one notice, nothing replaced
+            assert app.edit_view("tiny", *bad, 30.0, "sequential", 0.1, 1.0, 0.7) == (gr.skip(),) * 8
     *views, target_thumb, reference_thumb = app.edit_view("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
     assert views[-1] == app.edit("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)[-1]
     assert target_thumb == views[1][0] and reference_thumb == views[2]  # the same PNG files
