@@ -447,6 +447,8 @@ CSS = """
 .legend .part.selected { opacity: 1; font-weight: 600; }
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
             vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
+/* On a phone the columns stack: the result comes first, the controls under it. */
+@media (max-width: 768px) { #outputs { order: -1; } }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")
 
@@ -456,7 +458,8 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")
 def seed_picker(label: str, seed: int, elem_id: str) -> tuple[gr.Number, gr.Button, gr.Image]:
     """A seed: its number, a 🎲 for a random one, and a small picture of it."""
     with gr.Row(equal_height=True):
-        box = gr.Number(seed, label=label, precision=0, minimum=0, maximum=MAX_SEED, scale=3, elem_id=elem_id)
+        box = gr.Number(seed, label=label, precision=0, minimum=0, maximum=MAX_SEED, scale=3, elem_id=elem_id,
+                        min_width=100)
         dice = gr.Button("🎲", elem_classes="dice", elem_id=f"{elem_id}-dice", scale=0, min_width=48)
         thumb = gr.Image(png(_default_editor.sample(seed, DEFAULT.truncation).pixels), format="png",
                          label=f"{label} thumbnail", show_label=False, interactive=False, container=False,
@@ -477,7 +480,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     notice = gr.Markdown(visible=False, elem_id="notice")
     _catalog = _default_editor.catalog
     with gr.Row():
-        with gr.Column(scale=2, min_width=320):
+        with gr.Column(scale=2, min_width=320, elem_id="controls"):
             model_box = gr.Dropdown(MODELS.names, value=DEFAULT.model, label="Model", elem_id="model")
             target_box, target_dice, target_thumb = seed_picker("Target seed", DEFAULT.target, "target")
             reference_box, reference_dice, reference_thumb = seed_picker("Reference seed", DEFAULT.reference,
@@ -505,7 +508,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                   elem_id="link")
             copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
             query_box = gr.Textbox(label="Query", visible="hidden", elem_id="query")
-        with gr.Column(scale=5):
+        with gr.Column(scale=5, elem_id="outputs"):
             with gr.Row():
                 edited_out = picture("Edited", 400, "edited")
                 slider_out = gr.ImageSlider(label="Target ↔ edited", format="png", interactive=False, height=400,

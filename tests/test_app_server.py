@@ -392,6 +392,24 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert "'../../etc' is not served here" in notice and "got nan" in notice
             default = f"part={served.parts[0]}&epsilon={_text(served.epsilons[0])}&"
             settled(page, [f"model={served.model}&target=", default])
+            seed = page.locator("#reference input").first
+            seed.fill("-5")  # a bad seed: one notice, the last good edit stays, no error badge over the outputs
+            seed.press("Enter")
+            page.get_by_text("reference seed must be a whole number").first.wait_for(timeout=30_000)
+            assert page.get_by_text("Error", exact=True).count() == 0
+            assert page.locator("#edited img").get_attribute("src")
+            assert not page.locator("#notice").is_visible()  # the link's notice went with the first change
+
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            small = phone.new_page()
+            small.goto(server.url + served.link)
+            small.locator("#edited img").wait_for(timeout=30_000)
+            edited_top = small.locator("#edited").bounding_box()["y"]
+            assert edited_top < small.locator("#controls").bounding_box()["y"]  # on a phone the result comes first
+            assert edited_top < 844  # on the first screen
+            assert small.evaluate("document.documentElement.scrollWidth") <= 390
+            thumb, number = small.locator("#target-thumb").bounding_box(), small.locator("#target").bounding_box()
+            assert abs(thumb["y"] - number["y"]) < 40  # the thumbnail sits beside its seed, not on a row of its own
             assert not errors, errors
         finally:
             browser.close()
