@@ -37,7 +37,7 @@ from localedit.catalog import Catalog
 from localedit.edit import MAX_SEED, METHODS
 from localedit.parts import MAX_THRESHOLD
 from localedit.share import Controls, Models, cut, default_controls, parse_link, parse_seed, query_of, short
-from localedit.viz import diff_image, hex_to_rgb, upscale
+from localedit.viz import diff_image, upscale
 
 try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else the decorator is a no-op.
     import spaces
@@ -104,19 +104,10 @@ def user_errors():
 
 # --- pictures and text -------------------------------------------------------------------------------------
 
-_EMOJI = {"🔴": (221, 46, 68), "🟠": (244, 144, 12), "🟡": (253, 203, 88), "🟢": (120, 177, 89),
-          "🔵": (85, 172, 238), "🟣": (170, 142, 214), "🟤": (193, 105, 79), "⚫": (49, 55, 61),
-          "⚪": (230, 231, 232)}
-
-
-def color_emoji(color: str) -> str:
-    """The coloured circle nearest to a part's colour: a dropdown shows text only."""
-    rgb = np.array(hex_to_rgb(color))
-    return min(_EMOJI, key=lambda e: float(np.square(rgb - np.array(_EMOJI[e])).sum()))
-
-
-def part_choices(catalog: Catalog) -> list[tuple[str, str]]:
-    return [(f"{color_emoji(p.color)} {name}", name) for name, p in catalog.parts.items()]
+def part_choices(catalog: Catalog) -> list[str]:
+    """The part names. Their colours are shown once, in the legend under the dropdown, in the colour the
+    outline is drawn with: an emoji can only approximate a colour (grey and peach have none), so none is used."""
+    return list(catalog.parts)
 
 
 def legend_html(catalog: Catalog, selected: str) -> str:
@@ -443,7 +434,7 @@ CSS = """
 .dice { flex-grow: 0 !important; min-width: 48px !important; align-self: center; }
 .thumb { flex-grow: 0 !important; min-width: 96px !important; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 0.9em; }
-.legend .part { opacity: 0.6; }
+.legend .part { opacity: 0.6; cursor: default; user-select: none; }  /* a key, not buttons */
 .legend .part.selected { opacity: 1; font-weight: 600; }
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
             vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
@@ -527,8 +518,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                            inputs=[model_box, target_box, reference_box, part_box, epsilon_box, threshold_box,
                                    method_box, lam_box, truncation_box],
                            label=f"Examples for {DEFAULT.model}",
-                           example_labels=[f"{color_emoji(_catalog.parts[p].color)} {p}: {t} → {r}"
-                                           for t, r, p, *_ in EXAMPLES])
+                           example_labels=[f"{p}: {t} → {r}" for t, r, p, *_ in EXAMPLES])
 
     # --- wiring ---------------------------------------------------------------------------------------------------
 

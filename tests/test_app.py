@@ -384,8 +384,9 @@ def test_callbacks_of_the_controls(app):
 
 
 def test_part_colours_and_examples(app, tiny_generator, tiny_catalog):
-    assert app.color_emoji("#1f77b4") == "🔵" and app.color_emoji("#d62728") == "🔴"
-    assert app.part_choices(tiny_catalog) == [("🔵 eyes", "eyes"), ("🔴 mouth", "mouth")]
+    # One colour cue, the legend's, drawn in the part's own colour (the outline's): no emoji that can disagree.
+    assert app.part_choices(tiny_catalog) == ["eyes", "mouth"]
+    assert 'style="background:#1f77b4"></i>eyes' in app.legend_html(tiny_catalog, "mouth")
     # One example per part, at the part's own ε and threshold.
     assert [row[2:] for row in app.EXAMPLES] == [["eyes", 30.0, 0.1], ["mouth", 10.0, 0.1]]
     assert all(t != r for t, r, *_ in app.EXAMPLES) and app.DEFAULT_SEEDS == tuple(app.EXAMPLES[0][:2])

@@ -381,7 +381,7 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
 
             # An example restores its part's ε and threshold, and both sliders end where that part's ranges do.
             last, settings = served.parts[-1], model.catalog.parts[served.parts[-1]]
-            page.get_by_text(re.compile(rf"^\S+ {last}: \d+ → \d+$")).click()
+            page.get_by_text(re.compile(rf"^{last}: \d+ → \d+$")).click()
             settled(page, [f"part={last}&", f"epsilon={_text(settings.epsilon)}&",
                            f"threshold={_text(settings.threshold)}&"])
             range_max(page, "epsilon", max(editor.epsilon_max(last), settings.epsilon))
