@@ -364,17 +364,39 @@ def _cmd_push(args: argparse.Namespace) -> None:
           f"load_model('{args.repo_id}@{commit}')")
 
 
+class _Help(argparse.HelpFormatter):
+    """--help shows every option's default, except where there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default is None or default is False or default is argparse.SUPPRESS
+                or default == []
+                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+def _model(p: argparse.ArgumentParser, help: str) -> None:
+    """The model, as a positional argument or as --model: every command takes both spellings."""
+    p.add_argument("model", nargs="?", help=help)
+    p.add_argument("--model", dest="model_option", metavar="MODEL", help="the same, as an option")
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m localedit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localedit", description=__doc__, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("catalog", help="cluster a layer's activations and compute M for every style layer")
-    p.add_argument("model", help="a local model folder or owner/name[@revision] (then --out)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+    p = command("catalog", help="cluster a layer's activations and compute M for every style layer")
+    _model(p, "a local model folder, or owner/name[@revision] with --out")
     p.add_argument("--layer", default="convs.3", help="the style layer whose input is clustered")
     p.add_argument("--clusters", type=int, default=12, help="K")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--truncation", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=200, help="generated samples to cluster")
+    p.add_argument("--truncation", type=float, default=0.7, help="ψ of the samples")
+    p.add_argument("--seed", type=int, default=0, help="the first sample's seed, and k-means' seed")
     p.add_argument("--fit-rows", type=int, help="fit k-means on this many random rows, then label them all "
                    "(faster on big models; default: all rows)")
     p.add_argument("--resize", choices=["nearest", "bilinear"], default="nearest",
@@ -385,14 +407,14 @@ def main(argv: list[str] | None = None) -> None:
                    "default: the model's own folder)")
     p.set_defaults(func=_cmd_catalog)
 
-    p = sub.add_parser("sheet", help="the contact sheet of a model's catalog, with the parts named so far")
-    p.add_argument("model", help="a local model folder with a catalog")
+    p = command("sheet", help="the contact sheet of a model's catalog, with the parts named so far")
+    _model(p, "a local model folder with a catalog")
     p.add_argument("--n", type=int, default=8, help="samples (seeds 0..n-1)")
     p.add_argument("-o", "--output", help="PNG (default: MODEL/catalog.png)")
     p.set_defaults(func=_cmd_sheet)
 
-    p = sub.add_parser("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
-    p.add_argument("model", help="a model folder with a catalog, or owner/name[@revision] (then --out)")
+    p = command("label", help="name catalog clusters as parts: eyes=3,7 mouth=5")
+    _model(p, "a model folder with a catalog, or owner/name[@revision] with --out")
     p.add_argument("parts", nargs="*", metavar="NAME=IDS", help="a part and its cluster ids, from `suggest` or "
                    "the contact sheet (ids differ between catalogs)")
     p.add_argument("--remove", action="append", default=[], metavar="NAME", help="drop a part")
@@ -408,40 +430,41 @@ def main(argv: list[str] | None = None) -> None:
                    "a Hub model; default: the model's own folder)")
     p.set_defaults(func=_cmd_label)
 
-    p = sub.add_parser("edit", help="edit one image (a strip) or a Fig. 3 grid")
-    p.add_argument("--model", required=True, help="a local folder or owner/name[@revision]")
+    p = command("edit", help="edit one image (a strip) or a Fig. 3 grid")
+    _model(p, "a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--target", type=int, help="the target's seed")
     p.add_argument("--reference", type=int, help="the reference's seed")
     p.add_argument("--targets", type=int, nargs="*", help="grid rows")
     p.add_argument("--references", type=int, nargs="*", help="grid columns")
     p.add_argument("--part", help="a part name (a comma-separated list with --grid; default: all)")
-    p.add_argument("--epsilon", type=float)
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--method", default="sequential", choices=["sequential", "simultaneous", "global"])
+    p.add_argument("--epsilon", type=float, help="the base ε (default: the part's)")
+    p.add_argument("--threshold", type=float, help="the sequential threshold (default: the part's)")
+    p.add_argument("--method", default="sequential", choices=["sequential", "simultaneous", "global"],
+                   help="the query")
     p.add_argument("--lam", type=float, help="λ for simultaneous and global")
-    p.add_argument("--truncation", type=float)
+    p.add_argument("--truncation", type=float, help="ψ (default: the model's)")
     p.add_argument("--torgb", choices=["on", "off"], help="edit the toRGB layers' styles for every part, or none "
                    "(default: each part's own setting)")
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
     p.add_argument("-o", "--output", required=True, help="the PNG to write (its folder is made if missing)")
     p.set_defaults(func=_cmd_edit)
 
-    p = sub.add_parser("suggest", help="propose cluster names from the judge's part labels on generated samples")
-    p.add_argument("model", help="a local folder or owner/name[@revision] with a catalog")
+    p = command("suggest", help="propose cluster names from the judge's part labels on generated samples")
+    _model(p, "a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
-    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--samples", type=int, default=200, help="tuning-seed samples to tabulate")
     p.set_defaults(func=_cmd_suggest)
 
-    p = sub.add_parser("samples", help="a grid PNG of seeded samples")
-    p.add_argument("model", help="a local folder or owner/name[@revision]")
-    p.add_argument("--n", type=int, default=64)
+    p = command("samples", help="a grid PNG of seeded samples")
+    _model(p, "a local folder or owner/name[@revision]")
+    p.add_argument("--n", type=int, default=64, help="how many samples")
     p.add_argument("--first", type=int, default=0, help="the first seed")
-    p.add_argument("--columns", type=int, default=8)
+    p.add_argument("--columns", type=int, default=8, help="samples per row")
     p.add_argument("--truncation", type=float, help="ψ (default: the model's)")
-    p.add_argument("-o", "--output", default="samples.png")
+    p.add_argument("-o", "--output", default="samples.png", help="the PNG to write")
     p.set_defaults(func=_cmd_samples)
 
-    p = sub.add_parser("bench", help="time warm edits, synthesis, queries and catalog building")
+    p = command("bench", help="time warm edits, synthesis, queries and catalog building")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a local folder or owner/name[@revision] with a catalog")
     src.add_argument("--random", type=int, metavar="SIZE", help="a random rosinality-layout generator")
@@ -449,21 +472,22 @@ def main(argv: list[str] | None = None) -> None:
     src.add_argument("--faces", type=int, metavar="N", help="only time rendering N procedural faces (e.g. 50000)")
     p.add_argument("--face-size", type=int, default=64, help="with --faces: the faces' size in pixels")
     p.add_argument("--workers", type=int, default=2, help="with --faces: rendering processes")
-    p.add_argument("--part")
+    p.add_argument("--part", help="the part to edit (default: the model's first)")
     p.add_argument("--layer", help="catalog layer to time (default: the model's, or convs.5)")
-    p.add_argument("--clusters", type=int, default=12)
-    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--clusters", type=int, default=12, help="K of the timed catalog")
+    p.add_argument("--samples", type=int, default=200, help="samples of the timed catalog")
     p.add_argument("--fit-rows", type=int, help="time k-means fitted on this many rows (catalog --fit-rows)")
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=30, help="timed runs of each measurement")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("tune", help="choose each part's edit settings (toRGB, threshold, ε profile) on tuning "
+    p = command("tune", help="choose each part's edit settings (toRGB, threshold, ε profile) on tuning "
                        "seeds, by colour and shape transfer under a leak bound")
-    p.add_argument("model", help="a model folder with a catalog whose parts the judge knows")
+    _model(p, "a model folder with a catalog whose parts the judge knows")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--parts", nargs="+", help="parts to tune (default: every judged part)")
     p.add_argument("--pairs", type=int, default=48, help="target/reference pairs from the tuning seeds")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4])
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4],
+                   help="the thresholds to try")
     p.add_argument("--max-leak", type=float, default=0.1, help="the most leak a chosen setting may have")
     p.add_argument("--top", type=int, default=5, help="rows of the table per part")
     p.add_argument("--write", action="store_true", help="save the chosen settings into the model's catalog")
@@ -473,8 +497,8 @@ def main(argv: list[str] | None = None) -> None:
                    "its channels move, i.e. whether a part's look can be moved locally at all")
     p.set_defaults(func=_cmd_tune)
 
-    p = sub.add_parser("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")
-    p.add_argument("--model", required=True, help="a local folder or owner/name[@revision] with a catalog")
+    p = command("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")
+    _model(p, "a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
     p.add_argument("--quick", action="store_true", help="a CI-sized run (seconds) instead of the full one")
@@ -482,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
                    "(default: each part's own setting)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("train", help="train the compact StyleGAN2 on the procedural faces, or --export it")
+    p = command("train", help="train the compact StyleGAN2 on the procedural faces, or --export it")
     p.add_argument("--run-dir", default="runs/faces64", help="checkpoints (latest.pt), grids/ and the face cache")
     p.add_argument("--steps", type=int, default=12000, help="train until this many steps in total")
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
@@ -490,49 +514,50 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--size", type=int)
+    p.add_argument("--size", type=int, help="image size (a new run; default: 64)")
     p.add_argument("--channels", help="G channels at 4, 8, ..., size, comma-separated (D mirrors them)")
-    p.add_argument("--style-dim", type=int)
-    p.add_argument("--n-mlp", type=int)
-    p.add_argument("--batch", type=int)
+    p.add_argument("--style-dim", type=int, help="w's size (a new run)")
+    p.add_argument("--n-mlp", type=int, help="mapping layers (a new run)")
+    p.add_argument("--batch", type=int, help="batch size (a new run)")
     p.add_argument("--mixing", type=float, help="style-mixing probability")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="the run's seed (a new run)")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "
                    "hardware runs bf16 natively)")
     p.add_argument("--export", metavar="MODEL_DIR", help="write the checkpoint's EMA generator as a model folder")
     p.add_argument("--name", default="faces64", help="the exported model's display name")
-    p.add_argument("--description", default="A compact StyleGAN2 trained on localedit's procedural cartoon faces.")
+    p.add_argument("--description", default="A compact StyleGAN2 trained on localedit's procedural cartoon faces.",
+                   help="the exported model's one-line description")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("train-judge", help="train the part-segmentation judge on procedural faces")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p = command("train-judge", help="train the part-segmentation judge on procedural faces")
+    p.add_argument("--steps", type=int, default=1500, help="training steps")
+    p.add_argument("--batch", type=int, default=32, help="batch size")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     p.add_argument("--n-train", type=int, default=12_000, help="distinct training faces")
     p.add_argument("--eval-n", type=int, default=1000, help="held-out faces for the IoU in the model card")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the run's seed")
     p.add_argument("--out", default="runs/judge", help="the judge's folder (--out assets/judge replaces the "
                    "shipped one)")
     p.set_defaults(func=_cmd_train_judge)
 
-    p = sub.add_parser("render-faces", help="a grid PNG of procedural faces and one of their part labels")
+    p = command("render-faces", help="a grid PNG of procedural faces and one of their part labels")
     p.add_argument("--out", default="faces.png", help="the label grid goes next to it as *_labels.png")
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--n", type=int, default=64, help="how many faces")
+    p.add_argument("--size", type=int, default=64, help="their size in pixels")
     p.add_argument("--offset", type=int, default=0, help="first face index")
-    p.add_argument("--upscale", type=int, default=4)
+    p.add_argument("--upscale", type=int, default=4, help="pixel enlargement in the PNG")
     p.set_defaults(func=_cmd_render_faces)
 
-    p = sub.add_parser("convert", help="a rosinality .pt or NVIDIA .pkl StyleGAN2 checkpoint → a model folder")
+    p = command("convert", help="a rosinality .pt or NVIDIA .pkl StyleGAN2 checkpoint → a model folder")
     p.add_argument("checkpoint", help="rosinality .pt/.pth/.ckpt (g_ema) or NVIDIA stylegan2-ada/stylegan3 .pkl")
     p.add_argument("out_dir", help="the model folder to write")
     p.add_argument("--name", help="display name (default: the checkpoint's file name)")
     p.add_argument("--overwrite", action="store_true", help="replace the model files of an existing folder")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("push", help="upload a model folder to a Hub repo (token: HF_TOKEN or `hf auth login`)")
+    p = command("push", help="upload a model folder to a Hub repo (token: HF_TOKEN or `hf auth login`)")
     p.add_argument("folder", help="a local model folder")
     p.add_argument("repo_id", help="owner/name, created if needed")
     p.add_argument("--revision", help="a branch to push to (created from main if needed; default: main)")
@@ -540,6 +565,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=_cmd_push)
 
     args = parser.parse_args(argv)
+    if hasattr(args, "model_option"):
+        if args.model and args.model_option and args.model != args.model_option:
+            parser.error(f"two models named: {args.model} and --model {args.model_option}")
+        args.model = args.model or args.model_option
+        if not args.model:
+            parser.error(f"{args.command} needs a model: python -m localedit {args.command} MODEL (or --model MODEL)")
     try:
         args.func(args)
     except ValueError as e:  # a user's mistake: say what is allowed, without a traceback

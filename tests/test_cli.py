@@ -159,3 +159,13 @@ def test_samples_grid(model_dir, tmp_path):
     cell = 128 // 32 * 32  # 32-pixel samples, upscaled to 128
     assert image.shape[:2] == (2 * cell + 3 * 2, 3 * cell + 4 * 2)  # 2 rows × 3 columns, 2-pixel gaps
     assert image[2:2 + cell, 2:2 + cell].std() > 0  # a picture, not a blank cell
+
+
+def test_help_shows_defaults_and_the_model_has_both_spellings(model_dir, tmp_path):
+    assert "(default: 12)" in run("catalog", "--help") and "(default: sequential)" in run("edit", "--help")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    run("samples", str(model_dir), "--n", "2", "-o", str(a))
+    run("samples", "--model", str(model_dir), "--n", "2", "-o", str(b))
+    assert a.read_bytes() == b.read_bytes()
+    assert "sheet needs a model" in _fails("sheet")
+    assert "two models named" in _fails("sheet", str(model_dir), "--model", str(tmp_path))
