@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import io
 import math
 import os
@@ -559,7 +560,14 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
 
 def launch(**kwargs):
-    """Serve the demo; in Gradio 6 the theme and the CSS are launch() arguments."""
+    """Serve the demo; in Gradio 6 the theme and the CSS are launch() arguments.
+
+    Gradio then probes its own URL and, when one HEAD request takes over 3 s, refuses to start ("When localhost
+    is not accessible, a shareable link must be created"): a busy machine failed that way while the server was
+    fine. The probe only exists to push notebooks towards share=True, so it is skipped where Gradio allows it.
+    """
+    if "_frontend" in inspect.signature(demo.launch).parameters:
+        kwargs.setdefault("_frontend", False)
     return demo.launch(theme=THEME, css=CSS, state_session_capacity=SESSIONS, **kwargs)
 
 

@@ -182,7 +182,9 @@ def test_hub_errors_are_clear_and_fast(fake_hub, tmp_path, tiny_generator):
     with pytest.raises(ModelNotFoundError, match=r"acme/partial@main is not a model folder: it has no "
                                                  r"generator.safetensors \(files: \['config.json'\]\)"):
         load_model("acme/partial")
-    assert time.perf_counter() - start < 5
+    # Clear and fast: without the project's settings huggingface_hub retries for minutes. The bound is far above
+    # any honest run, so it tells a hang from a slow machine without flaking.
+    assert time.perf_counter() - start < 60
 
 
 def _run(script: str, **env: str) -> subprocess.CompletedProcess:
@@ -225,7 +227,7 @@ def test_unreachable_hub_falls_back_to_the_cache_or_says_what_to_do(fake_hub, tm
     lines = result.stdout.splitlines()
     assert lines[0] == f"loaded acme/cached {commit}", result.stderr
     _, _, seconds, message = lines[1].split(" ", 3)
-    assert lines[1].startswith("error acme/uncached") and float(seconds) < 5
+    assert lines[1].startswith("error acme/uncached") and float(seconds) < 60  # no retrying for minutes
     assert f"cannot reach the Hub at http://127.0.0.1:{closed}" in message and "HF_ENDPOINT" in message
     assert "local model folder" in message
 
