@@ -297,7 +297,8 @@ def _cmd_tune(args: argparse.Namespace) -> None:
             for group, r in groups.items():
                 print(f"{part:>12} {group:>7} {r.color:7.2f} {r.shape:6.2f} {r.visible:8.0%} {r.leak:7.3f}")
         return
-    grid = candidates(thresholds=args.thresholds)
+    grid = candidates(**{key: value for key, value in (("thresholds", args.thresholds), ("shares", args.shares))
+                         if value})
     trials = tune(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs, grid=grid)
     print(f"{len(grid)} candidates per part on {args.pairs} pairs from seed {TUNING_SEED}; rule: leak ≤ "
           f"{args.max_leak:g}, then visible ≥ 80 %, then the most colour + shape transfer")
@@ -307,7 +308,11 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         current = next((t for t in rows if t.part == model.catalog.parts[part]), None)
         print(f"\n{part}: {'colour':>7} {'shape':>6} {'visible':>7} {'leak':>6}  settings")
         ranked = sorted(rows, key=lambda t: -t.score)[:args.top]
-        for t in ranked + [t for t in (best, current) if t is not None and t not in ranked]:
+        shown = list(ranked)
+        for t in (best, current):  # the chosen and the current settings, when the top rows miss them
+            if t is not None and all(t is not u for u in shown):
+                shown.append(t)
+        for t in shown:
             mark = "← chosen" if t is best else "← current" if t is current else ""
             r = t.transfer
             print(f"{'':>{len(part)}}  {r.color:7.2f} {r.shape:6.2f} {r.visible:7.0%} {r.leak:6.3f}  "
@@ -485,9 +490,11 @@ def main(argv: list[str] | None = None) -> None:
     _model(p, "a model folder with a catalog whose parts the judge knows")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--parts", nargs="+", help="parts to tune (default: every judged part)")
-    p.add_argument("--pairs", type=int, default=48, help="target/reference pairs from the tuning seeds")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4],
-                   help="the thresholds to try")
+    p.add_argument("--pairs", type=int, default=32, help="target/reference pairs from the tuning seeds")
+    p.add_argument("--thresholds", type=float, nargs="+", help="the thresholds to try (default: tune.THRESHOLDS, a "
+                   "coarse grid that takes minutes)")
+    p.add_argument("--shares", type=float, nargs="+", help="base ε as shares of the ε at which each query "
+                   "saturates (default: tune.EPSILON_SHARES)")
     p.add_argument("--max-leak", type=float, default=0.1, help="the most leak a chosen setting may have")
     p.add_argument("--top", type=int, default=5, help="rows of the table per part")
     p.add_argument("--write", action="store_true", help="save the chosen settings into the model's catalog")

@@ -71,15 +71,18 @@ def edit_grid(editor: Editor, targets: Sequence[int], references: Sequence[int],
     """The paper's Fig. 3: references across the top; for each part, the targets down the side and their edits.
 
     Row 0 is blank + references; then, per part, one row per target: the target, then its edit by each reference.
+    Each row is captioned on the left (the references' seeds, or the part and the target's seed).
     """
     blank = None
     rows: list[list[np.ndarray]] = []
+    labels = ["references\n" + " ".join(map(str, references))]
     for part in parts:
         for t in targets:
+            labels.append(f"{part}\ntarget {t}")
             results = [editor.edit(t, r, part, **knobs) for r in references]
             scale = _scale_for(results[0].target, 96)
             if blank is None:
                 blank = np.full_like(viz.upscale(results[0].target, scale), 255)
                 rows.append([blank] + [viz.upscale(res.reference, scale) for res in results])
             rows.append([viz.upscale(results[0].target, scale)] + [viz.upscale(res.edited, scale) for res in results])
-    return viz.grid(rows)
+    return viz.with_row_labels(viz.grid(rows), labels, rows[0][0].shape[0])

@@ -30,9 +30,10 @@ from localedit.judge import Judge
 from localedit.parts import LAYER_GROUPS, Part
 from localedit.transfer import Transfer
 
-THRESHOLDS = (0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4)
+# The default search, sized to take minutes on a 2-core CPU; `tune --thresholds ... --shares ...` searches wider.
+THRESHOLDS = (0.03, 0.05, 0.1, 0.2, 0.3)
 PROFILES = tuple(p for p in itertools.product((0.0, 1.0), repeat=len(LAYER_GROUPS)) if any(p))
-EPSILON_SHARES = (0.25, 0.5, 1.0)
+EPSILON_SHARES = (0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,12 @@ def choose(trials: Sequence[Trial], max_leak: float = 0.1, min_visible: float = 
     return max(visible or local, key=lambda t: (t.score, -t.transfer.leak))
 
 
-def tune(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None = None, pairs: int = 48,
+def tune(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None = None, pairs: int = 32,
          batch: int = 48, grid: Sequence[Candidate] | None = None, progress: bool = True) -> dict[str, list[Trial]]:
-    """Every candidate for every judged part (default: all of them) on `pairs` tuning pairs → {part: trials}."""
+    """Every candidate for every judged part (default: all of them) on `pairs` tuning pairs → {part: trials}.
+
+    Candidates whose queries come out the same (a high threshold leaves no channel for any ε, say) are
+    measured once."""
     probe = Editor(generator, catalog)
     parts = list(parts or judged_parts(probe))
     unknown = sorted(set(parts) - set(judged_parts(probe)))
@@ -105,11 +109,15 @@ def tune(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None 
         bar = tqdm(total=len(parts) * len(grid), desc="tune", disable=not progress)
         for part in parts:
             out[part] = []
+            measured: dict[tuple, Transfer] = {}
             for candidate in grid:
                 settings = candidate.apply(catalog, part)
                 editor = Editor(generator, replace(catalog, parts={**catalog.parts, part: settings}))
-                result, _ = transfer_of(editor, judge, targets, references, part, batch)
-                out[part].append(Trial(candidate, settings, result))
+                q = editor.query(editor.resolve(0, 0, part))
+                key = tuple((layer, v.numpy().tobytes()) for layer, v in sorted(q.items()) if v.any())
+                if key not in measured:
+                    measured[key], _ = transfer_of(editor, judge, targets, references, part, batch)
+                out[part].append(Trial(candidate, settings, measured[key]))
                 bar.update()
         bar.close()
     return out

@@ -95,6 +95,18 @@ def labelled_row(images: list[np.ndarray], captions: list[str], pad: int = 4) ->
     return sheet
 
 
+def with_row_labels(sheet: Image.Image, labels: list[str], row_height: int, pad: int = 2,
+                    width: int = 96) -> Image.Image:
+    """A grid with a caption left of each row (rows of `row_height` pixels after a `pad`, as `grid` lays them)."""
+    out = Image.new("RGB", (sheet.width + width, sheet.height), "white")
+    out.paste(sheet, (width, 0))
+    draw = ImageDraw.Draw(out)
+    for r, label in enumerate(labels):
+        y = pad + r * (row_height + pad) + row_height // 2 - 6 * len(label.splitlines())
+        draw.multiline_text((4, y), label, fill="black", spacing=2)
+    return out
+
+
 def grid(cells: list[list[np.ndarray]], pad: int = 2, background: str = "white") -> Image.Image:
     """A rows × columns grid of equally sized images."""
     h, w = cells[0][0].shape[:2]

@@ -29,3 +29,17 @@ def test_spotlight_keeps_the_region_and_dims_the_rest():
     out = viz.spotlight(image, mask)
     assert (out[mask] == 200).all()
     assert (out[~mask] < 100).all() and (out[~mask][:, 0] == out[~mask][:, 1]).all()  # dim and grey
+
+
+def test_row_labels_caption_each_row():
+    import numpy as np
+    from PIL import Image
+
+    from localedit.viz import with_row_labels
+
+    sheet = Image.new("RGB", (200, 2 + 3 * 66), "gray")
+    out = np.asarray(with_row_labels(sheet, ["references\n1 2", "eyes\ntarget 3", "mouth\ntarget 3"], 64))
+    assert out.shape[:2] == (sheet.height, 200 + 96)
+    strip = out[:, :96].min(axis=2)
+    for r in range(3):  # some ink beside every row
+        assert (strip[2 + r * 66: 2 + r * 66 + 64] < 128).any(), r
