@@ -250,8 +250,8 @@ def thumbnail(model: str, seed: int, truncation: float | None = None) -> str:
     """A seed's image, as the thumbnails show it."""
     with user_errors():
         editor = MODELS.editor(model)
-        p = editor.resolve(parse_seed("seed", seed), 0, editor.parts[0], truncation=truncation)
-        return png(editor.sample(p.target, p.truncation).pixels)
+        seed = parse_seed("seed", seed)
+        return png(editor.sample(seed, editor.resolve_truncation(truncation)).pixels)
 
 
 def models() -> list[str]:

@@ -28,17 +28,32 @@ MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
-class EditParams:
-    """Every knob of one edit, fully resolved: the same params give the same bytes."""
+class Query:
+    """The knobs that decide the query q (paper §3.2.3), fully resolved. It names no image: the same query serves
+    every pair of images, and queries are cached by it."""
 
-    target: int
-    reference: int
     part: str
     method: str
     epsilon: float
     threshold: float
     lam: float
+
+
+@dataclass(frozen=True)
+class EditParams:
+    """One edit, fully resolved: what is edited (the target and reference seeds at ψ) and the query.
+    The same params give the same bytes. The query's knobs read through (params.part, params.epsilon, ...)."""
+
+    target: int
+    reference: int
     truncation: float
+    query: Query
+
+    part = property(lambda self: self.query.part)
+    method = property(lambda self: self.query.method)
+    epsilon = property(lambda self: self.query.epsilon)
+    threshold = property(lambda self: self.query.threshold)
+    lam = property(lambda self: self.query.lam)
 
 
 @dataclass(frozen=True)
@@ -104,32 +119,45 @@ class Editor:
         self._cache: OrderedDict[tuple[int, float], _Sample] = OrderedDict()
         self._lock = threading.Lock()
         # A query depends only on the knobs, not on the seeds: moving between seeds reuses it.
-        self._query = functools.lru_cache(maxsize=256)(self._query_for_knobs)
+        self._query = functools.lru_cache(maxsize=256)(self.compute_query)
 
     @property
     def parts(self) -> tuple[str, ...]:
         return tuple(self.catalog.parts)
 
-    def resolve(self, target_seed: object, reference_seed: object, part: str, epsilon: float | None = None,
-                threshold: float | None = None, method: str = "sequential", lam: float | None = None,
-                truncation: float | None = None) -> EditParams:
-        """Validate every input and fill defaults from the catalog; raises ValueError saying what is allowed."""
+    def resolve_query(self, part: str, epsilon: float | None = None, threshold: float | None = None,
+                      method: str = "sequential", lam: float | None = None) -> Query:
+        """Validate the query's knobs and fill defaults from the part's settings; raises ValueError saying what is
+        allowed."""
         if part not in self.catalog.parts:
             raise ValueError(f"unknown part {part!r}; this model's parts are {list(self.catalog.parts)}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
         p = self.catalog.parts[part]
-        return EditParams(
-            target=check_seed("target", target_seed),
-            reference=check_seed("reference", reference_seed),
+        return Query(
             part=part,
             method=method,
             epsilon=_check_number("epsilon", p.epsilon if epsilon is None else epsilon, 0, 1e4),
             threshold=check_threshold(p.threshold if threshold is None else threshold),
             lam=_check_number("lambda", 1.0 if lam is None else lam, 0, 1e3 if method != "global" else 1),
-            truncation=_check_number("truncation", self.generator.config.truncation
-                                     if truncation is None else truncation, 0, 1),
         )
+
+    def resolve(self, target_seed: object, reference_seed: object, part: str, epsilon: float | None = None,
+                threshold: float | None = None, method: str = "sequential", lam: float | None = None,
+                truncation: float | None = None) -> EditParams:
+        """Validate every input and fill defaults from the catalog; raises ValueError saying what is allowed."""
+        query = self.resolve_query(part, epsilon, threshold, method, lam)
+        return EditParams(
+            target=check_seed("target", target_seed),
+            reference=check_seed("reference", reference_seed),
+            truncation=self.resolve_truncation(truncation),
+            query=query,
+        )
+
+    def resolve_truncation(self, truncation: float | None = None) -> float:
+        """ψ in [0, 1]; None gives the model's own."""
+        return _check_number("truncation", self.generator.config.truncation if truncation is None else truncation,
+                             0, 1)
 
     def edit(self, target_seed: object, reference_seed: object, part: str, epsilon: float | None = None,
              threshold: float | None = None, method: str = "sequential", lam: float | None = None,
@@ -160,16 +188,12 @@ class Editor:
             out_mse=float(out_mse[0]),
         )
 
-    def query(self, params: EditParams) -> dict[str, Tensor]:
+    def query(self, knobs: Query | EditParams) -> dict[str, Tensor]:
         """q per edited style layer for the part (toRGB layers only where the part uses them).
 
         Cached by the knobs; the caller gets its own copy, so changing it cannot change later edits."""
-        cached = self._query(params.part, params.method, params.epsilon, params.threshold, params.lam)
+        cached = self._query(knobs.query if isinstance(knobs, EditParams) else knobs)
         return {layer: q.clone() for layer, q in cached.items()}
-
-    def _query_for_knobs(self, part: str, method: str, epsilon: float, threshold: float,
-                         lam: float) -> dict[str, Tensor]:
-        return self.compute_query(EditParams(0, 0, part, method, epsilon, threshold, lam, 0.0))
 
     def part_settings(self, part: str) -> Part:
         """The part as the catalog stores it, with the editor's toRGB override applied."""
@@ -180,18 +204,19 @@ class Editor:
         """The part's row of M for each style layer its edits may touch."""
         return self.catalog.edited_rows(self.part_settings(part))
 
-    def compute_query(self, params: EditParams) -> dict[str, Tensor]:
+    def compute_query(self, knobs: Query | EditParams) -> dict[str, Tensor]:
         """`query` without the cache."""
-        rows = self.part_rows(params.part)
-        if params.method == "sequential":
-            return sequential_query(rows, self.layer_epsilons(params), params.threshold)
-        if params.method == "simultaneous":
-            return simultaneous_query(rows, params.lam)
-        return global_query(rows, params.lam)
+        knobs = knobs.query if isinstance(knobs, EditParams) else knobs
+        rows = self.part_rows(knobs.part)
+        if knobs.method == "sequential":
+            return sequential_query(rows, self.layer_epsilons(knobs), knobs.threshold)
+        if knobs.method == "simultaneous":
+            return simultaneous_query(rows, knobs.lam)
+        return global_query(rows, knobs.lam)
 
-    def layer_epsilons(self, params: EditParams) -> dict[str, float]:
-        """ε per edited style layer: the part's profile at base ε params.epsilon (the catalog's at its default)."""
-        return self.part_settings(params.part).epsilon_map(self.part_rows(params.part), params.epsilon)
+    def layer_epsilons(self, knobs: Query | EditParams) -> dict[str, float]:
+        """ε per edited style layer: the part's profile at base ε knobs.epsilon (the catalog's at its default)."""
+        return self.part_settings(knobs.part).epsilon_map(self.part_rows(knobs.part), knobs.epsilon)
 
     def epsilon_max(self, part: str, threshold: float | None = None) -> float:
         """The end of the part's useful ε range at this threshold (default: the part's); see Catalog.epsilon_max."""

@@ -213,7 +213,7 @@ def _edit_batch(editor: Editor, targets: Samples, references: Samples, q: dict[s
 def _edit_error(editor: Editor, targets: Samples, references: Samples, lab_t: Tensor, batch: int,
                 part: str, **knobs) -> Tensor:
     """Squared CIELAB error [B, H, W] of each target edited towards its reference with these knobs."""
-    params = editor.resolve(0, 0, part, **knobs)
+    params = editor.resolve_query(part, **knobs)
     edited = _edit_batch(editor, targets, references, editor.query(params), batch)
     return (srgb_to_lab(edited) - lab_t).square().sum(dim=1)
 
@@ -276,7 +276,7 @@ def transfer_of(editor: Editor, judge: Judge, targets: Samples, references: Samp
                 **knobs) -> tuple[Transfer, Tensor]:
     """How far each target's part moves to its reference's look (transfer.py) with these knobs (default: the
     part's settings), and the edited images [B, 3, H, W]."""
-    edited = _edit_batch(editor, targets, references, editor.query(editor.resolve(0, 0, part, **knobs)), batch)
+    edited = _edit_batch(editor, targets, references, editor.query(editor.resolve_query(part, **knobs)), batch)
     labels = torch.cat([_segment(judge, edited[sl]) for sl in _batches(len(edited), batch)])
     figures = pair_figures(part, targets.lab, references.lab, srgb_to_lab(edited), targets.labels,
                            references.labels, labels)
@@ -332,7 +332,7 @@ def realism(editor: Editor, judge: Judge, samples: Samples, procedural: Tensor, 
     shifted = {k: v.roll(-1, dims=0) for k, v in samples.styles.items()}
     edited = []
     for j, sl in enumerate(_batches(n, batch)):
-        q = editor.query(editor.resolve(0, 0, parts[j % len(parts)]))
+        q = editor.query(editor.resolve_query(parts[j % len(parts)]))
         styles = interpolate({k: v[sl] for k, v in samples.styles.items()}, {k: v[sl] for k, v in shifted.items()}, q)
         edited.append(editor.generator.synthesize(styles).clamp(-1, 1))
     f_proc = _features(judge, procedural, batch)

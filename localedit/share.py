@@ -170,7 +170,7 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
         else:
             notices.append(f"method {short(given['method'])} is not one of {', '.join(METHODS)}; using {c.method}")
     # The part's own ε and threshold are the defaults for whichever part the link ends up with.
-    defaults = editor.resolve(c.target, c.reference, values["part"], method=values["method"])
+    defaults = editor.resolve_query(values["part"], method=values["method"])
     values.update(epsilon=defaults.epsilon, threshold=defaults.threshold, lam=defaults.lam)
     for key in ("target", "reference"):
         if key in given:

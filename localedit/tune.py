@@ -113,7 +113,7 @@ def tune(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None 
             for candidate in grid:
                 settings = candidate.apply(catalog, part)
                 editor = Editor(generator, replace(catalog, parts={**catalog.parts, part: settings}))
-                q = editor.query(editor.resolve(0, 0, part))
+                q = editor.query(editor.resolve_query(part))
                 key = tuple((layer, v.numpy().tobytes()) for layer, v in sorted(q.items()) if v.any())
                 if key not in measured:
                     measured[key], _ = transfer_of(editor, judge, targets, references, part, batch)
