@@ -36,6 +36,7 @@ from PIL import Image
 from localedit import Editor, EditResult
 from localedit.catalog import Catalog
 from localedit.edit import MAX_SEED, METHODS
+from localedit.hub import write_atomic
 from localedit.parts import MAX_THRESHOLD
 from localedit.share import Controls, Models, cut, default_controls, parse_link, parse_seed, query_of, short
 from localedit.viz import diff_image, upscale
@@ -161,9 +162,7 @@ class PngFiles:
         path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
         with self._lock:
             if path not in self._recent:
-                staging = path.with_name(f".{path.name}.{threading.get_ident()}")
-                staging.write_bytes(data)
-                os.replace(staging, path)
+                write_atomic(path, lambda tmp: tmp.write_bytes(data))
             self._recent[path] = None
             self._recent.move_to_end(path)
             while len(self._recent) > self._keep:

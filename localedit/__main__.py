@@ -244,7 +244,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_judge(args: argparse.Namespace) -> None:
-    import os
     import time
 
     import torch
@@ -264,7 +263,7 @@ def _cmd_train_judge(args: argparse.Namespace) -> None:
                 f"--n-train {args.n_train} --seed {args.seed} --out {args.out}",
         parts=list(judge.config.parts), parameters=sum(p.numel() for p in judge.parameters()),
         n_train=args.n_train, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, seconds=seconds,
-        hardware=f"{os.cpu_count()}-core CPU, {hardware()}", eval_offset=HELDOUT_OFFSET, eval_n=args.eval_n,
+        hardware=hardware(), eval_offset=HELDOUT_OFFSET, eval_n=args.eval_n,
         iou=iou, file_bytes=(Path(args.out) / "judge.safetensors").stat().st_size,
     )
     (Path(args.out) / "README.md").write_text(model_card(record))

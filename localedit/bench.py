@@ -8,10 +8,12 @@ issue: rendering 50,000 procedural faces takes ≤ 2 minutes.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -31,9 +33,20 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def hardware() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, " \
-           f"torch {torch.__version__}"
+def hardware(device: torch.device | str = "cpu") -> str:
+    """What a timing depends on, in words for bench output and model cards: the CPU model and its cores (or the
+    GPU), torch's threads and version."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    model = ""
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    model = model or platform.processor() or platform.machine() or "CPU"
+    return f"{model} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def bench_edit(editor: Editor, part: str, repeats: int = 30) -> dict[str, float]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from localedit.kmeans import spherical_kmeans
 from localedit.parts import Part, check_threshold
 from localedit.query import saturating_epsilon
-from localedit.stylegan2 import Generator, seed_to_z
+from localedit.stylegan2 import Generator
 
 FORMAT_VERSION = 1
 
@@ -331,8 +331,7 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
         cached_styles, rows, filled = [], None, 0
         for batch_seeds in tqdm(seeds, desc="activations", disable=not progress, leave=False):
             tick = time.perf_counter()
-            z = torch.cat([seed_to_z(s, generator.style_dim) for s in batch_seeds]).to(device)
-            styles = generator.styles(generator.truncate(generator.mapping(z), truncation))
+            styles = generator.seed_styles(batch_seeds, truncation)
             acts = generator.layer_inputs(styles, [layer])[layer]
             _synchronize(device)
             timings["generation"] += time.perf_counter() - tick

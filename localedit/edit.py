@@ -21,7 +21,7 @@ from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
 from localedit.parts import MAX_THRESHOLD, Part, check_threshold
 from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
-from localedit.stylegan2 import Generator, seed_to_z
+from localedit.stylegan2 import Generator
 
 METHODS = ("sequential", "simultaneous", "global")
 MAX_SEED = 2**32 - 1
@@ -235,7 +235,7 @@ class Editor:
                 return self._cache[key]
         g = self.generator
         with torch.inference_mode():
-            styles = g.styles(g.truncate(g.mapping(seed_to_z(seed, g.style_dim)), truncation))
+            styles = g.seed_styles([seed], truncation)
             image, clusters = synthesize_with_clusters(g, self.catalog, styles)
             sample = _Sample(styles=styles, image=image, pixels=to_uint8(image), lab=srgb_to_lab(image),
                              clusters=clusters[0])

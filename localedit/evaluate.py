@@ -39,7 +39,6 @@ from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
 from localedit.query import interpolate
-from localedit.stylegan2 import seed_to_z
 from localedit.transfer import MAX_SAME_IOU, MIN_GAP, Transfer, iou, mean_color, pair_figures, part_mask, summarize
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
@@ -96,8 +95,7 @@ class Samples:
         g = editor.generator
         styles, images, clusters, labels = [], [], [], []
         for sl in tqdm(_batches(len(seeds), batch), desc="samples", disable=not progress, leave=False):
-            z = torch.cat([seed_to_z(s, g.style_dim) for s in seeds[sl]])
-            s = g.styles(g.truncate(g.mapping(z), truncation))
+            s = g.seed_styles(seeds[sl], truncation)
             image, cl = synthesize_with_clusters(g, editor.catalog, s)
             styles.append(s)
             images.append(image.clamp(-1, 1))

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ CATALOG_META_FILE = "catalog.json"
 CATALOG_TENSORS_FILE = "catalog.safetensors"
 CARD_FILE = "README.md"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE, CARD_FILE)
+# What makes a folder an editable model: a generator and a catalog (the card is optional).
+EDITABLE_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
 
 # Constant [1,3,3,1] filters, not learned: a file may omit them and they are rebuilt.
 _FIXED_BUFFERS = (".blur.kernel", ".upsample.kernel")
@@ -94,10 +97,10 @@ def load_model(source: str | os.PathLike, revision: str | None = None) -> Model:
                          "convert a checkpoint with `python -m localedit convert CHECKPOINT OUT_DIR`")
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
         raise ModelNotFoundError(f"no such model folder: {text}")
-    match = _REPO_ID.match(text)
-    if match is None:
+    parsed = parse_repo_id(text)
+    if parsed is None:
         raise ValueError(f"{text!r} is neither an existing model folder nor a Hub repo id owner/name[@revision]")
-    repo_id, pinned = match["repo"], match["revision"]
+    repo_id, pinned = parsed
     if pinned is not None and revision is not None and pinned != revision:
         raise ValueError(f"{text} pins revision {pinned!r} but revision={revision!r} was also given")
     revision = pinned or revision
@@ -105,6 +108,14 @@ def load_model(source: str | os.PathLike, revision: str | None = None) -> Model:
     generator, catalog = _load_folder(folder, where=f"{repo_id}@{revision or 'main'}")
     # snapshot_download returns .../snapshots/<commit>: the folder name is the commit that was loaded.
     return Model(generator, catalog, generator.config, text, folder, repo_id, revision, folder.name)
+
+
+def parse_repo_id(text: str) -> tuple[str, str | None] | None:
+    """`owner/name[@revision]` → (repo id, revision or None); None when `text` is not one ('..' never is)."""
+    match = _REPO_ID.fullmatch(text)
+    if match is None or ".." in text:
+        return None
+    return match["repo"], match["revision"]
 
 
 def build_generator(config: GeneratorConfig, state: Mapping[str, Tensor], what: str) -> Generator:
@@ -117,16 +128,23 @@ def build_generator(config: GeneratorConfig, state: Mapping[str, Tensor], what: 
     with torch.random.fork_rng(devices=[]):
         generator = Generator(config)
     expected = generator.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith(_FIXED_BUFFERS)]
+    check_state(expected, state, f"{what} does not fit the generator its config describes ({_describe(config)})",
+                optional=_FIXED_BUFFERS)
+    generator.load_state_dict({k: state.get(k, v) for k, v in expected.items()}, strict=True)
+    return generator.eval()
+
+
+def check_state(expected: Mapping[str, Tensor], state: Mapping[str, Tensor], what: str,
+                optional: tuple[str, ...] = ()) -> None:
+    """Every key of `expected` in `state` with its shape (but those ending in `optional`), and nothing else:
+    else one ValueError, starting with `what`, that lists every missing, unexpected and mis-shaped key."""
+    missing = [k for k in expected if k not in state and not k.endswith(optional)]
     unexpected = sorted(set(state) - set(expected))
     wrong = [f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})"
              for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise ValueError(f"{what} does not fit the generator its config describes ({_describe(config)}): "
-                         f"missing keys {_some(missing)}; unexpected keys {_some(unexpected)}; "
+        raise ValueError(f"{what}: missing keys {_some(missing)}; unexpected keys {_some(unexpected)}; "
                          f"wrong shapes {_some(wrong)}")
-    generator.load_state_dict({k: state.get(k, v) for k, v in expected.items()}, strict=True)
-    return generator.eval()
 
 
 def _describe(config: GeneratorConfig) -> str:
@@ -303,9 +321,9 @@ def save_generator(folder: str | os.PathLike, config: GeneratorConfig, state_dic
     generator = build_generator(config, state_dict, "the state dict to save")
     folder.mkdir(parents=True, exist_ok=True)
     _write_tensors(folder / WEIGHTS_FILE, generator.state_dict())
-    _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(_json(config.to_dict()), encoding="utf-8"))
+    write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(_json(config.to_dict()), encoding="utf-8"))
     if card is not None:
-        _write_atomic(folder / CARD_FILE, lambda p: p.write_text(card, encoding="utf-8"))
+        write_atomic(folder / CARD_FILE, lambda p: p.write_text(card, encoding="utf-8"))
     return folder
 
 
@@ -336,7 +354,7 @@ def save_catalog(folder: str | os.PathLike, catalog: Catalog) -> Path:
         raise ModelNotFoundError(f"{folder} is not a model folder (no {CONFIG_FILE}); save the generator first")
     meta, tensors = catalog.to_state()
     _write_tensors(folder / CATALOG_TENSORS_FILE, tensors)
-    _write_atomic(folder / CATALOG_META_FILE, lambda p: p.write_text(_json(meta), encoding="utf-8"))
+    write_atomic(folder / CATALOG_META_FILE, lambda p: p.write_text(_json(meta), encoding="utf-8"))
     return folder
 
 
@@ -347,13 +365,14 @@ def _json(data: dict) -> str:
 def _write_tensors(path: Path, tensors: Mapping[str, Tensor]) -> None:
     # copy=True: safetensors refuses tensors that share storage, and views of one buffer would.
     plain = {k: v.detach().to("cpu", torch.float32, copy=True).contiguous() for k, v in tensors.items()}
-    _write_atomic(path, lambda p: save_file(plain, p, metadata={"format": "pt"}))
+    write_atomic(path, lambda p: save_file(plain, p, metadata={"format": "pt"}))
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    # Write then rename: readers never see half a file, and a symlinked file (a Hub cache snapshot) is
-    # replaced rather than written through into the shared blob.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)`, then rename tmp to `path`: readers never see half a file, a kill mid-write leaves the old
+    one, and a symlinked file (a Hub cache snapshot) is replaced rather than written through into the shared
+    blob. The temporary name is unique per process and thread."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
         # safetensors creates its files 0600; a model folder is read by other users and by web servers, so

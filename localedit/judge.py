@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from localedit.faces import PARTS, render_arrays, to_tensor
+from localedit.hub import check_state
 
 # Held-out faces start here; training uses indices from 0, so the two never overlap.
 HELDOUT_OFFSET = 1_000_000
@@ -206,12 +207,7 @@ def load_judge(folder: str | Path = "assets/judge") -> Judge:
     model = Judge(config)
     state = load_file(str(folder / "judge.safetensors"))
     expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [f"{k}: {list(state[k].shape)} ≠ {list(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{folder} does not match its config: missing {missing}, unexpected {unexpected}, "
-                         f"wrong shapes {wrong}")
+    check_state(expected, state, f"{folder} does not match its config")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     return model.eval()
 

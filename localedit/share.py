@@ -17,11 +17,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
-from localedit.hub import CATALOG_META_FILE, CATALOG_TENSORS_FILE, CONFIG_FILE, WEIGHTS_FILE, load_model
+from localedit.hub import EDITABLE_FILES, load_model, parse_repo_id
 
 LINK_KEYS = ("model", "target", "reference", "part", "epsilon", "method", "threshold", "lam", "truncation")
-_MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
-_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[\w./-]+)?")
 _MAX_TEXT = 300  # longest link value or error message passed on; longer ones are cut
 
 
@@ -43,14 +41,14 @@ class Models:
         sources = {}
         if assets.is_dir():  # a folder counts only with a generator and a catalog (assets/judge is no model)
             for folder in sorted(assets.iterdir()):
-                if folder.is_dir() and all((folder / name).is_file() for name in _MODEL_FILES):
+                if folder.is_dir() and all((folder / name).is_file() for name in EDITABLE_FILES):
                     sources[folder.name] = str(folder)
         for repo in filter(None, (r.strip() for r in environ.get("LOCALEDIT_MODELS", "").split(","))):
-            if not _REPO.fullmatch(repo) or ".." in repo:
+            if parse_repo_id(repo) is None:
                 raise ValueError(f"LOCALEDIT_MODELS: {repo!r} is not a Hub repo id owner/name[@revision]")
             sources[repo] = repo
         if not sources:
-            raise RuntimeError(f"no models to serve: {assets} has no model folder with {', '.join(_MODEL_FILES)}, "
+            raise RuntimeError(f"no models to serve: {assets} has no model folder with {', '.join(EDITABLE_FILES)}, "
                                "and LOCALEDIT_MODELS names no Hub repo. Export one with `python -m localedit "
                                "train --export assets/NAME`, or set LOCALEDIT_MODELS=owner/name")
         return cls(sources)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from localedit import viz
 from localedit.edit import Editor, EditResult, to_uint8
-from localedit.stylegan2 import Generator, seed_to_z
+from localedit.stylegan2 import Generator
 
 
 def _scale_for(image: np.ndarray, target: int = 192) -> int:
@@ -22,7 +22,7 @@ def sample_grid(generator: Generator, seeds: Sequence[int], truncation: float, c
     cells = []
     with torch.inference_mode():
         for seed in seeds:
-            image = to_uint8(generator(seed_to_z(seed, generator.style_dim), truncation=truncation))
+            image = to_uint8(generator.synthesize(generator.seed_styles([seed], truncation)))
             cells.append(viz.upscale(image, _scale_for(image, 128)))
     return viz.grid([cells[i:i + columns] for i in range(0, len(cells), columns)])
 

@@ -26,6 +26,15 @@ _ROSINALITY_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256
 _BLUR = (1.0, 3.0, 3.0, 1.0)
 
 
+def from_known_keys(cls: type, d: dict, what: str):
+    """A config dataclass from a dict (a config.json, a checkpoint), refusing keys it does not know by name."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; allowed: {sorted(known)}")
+    return cls(**d)
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything needed to build a Generator; round-trips through a model folder's `config.json`."""
@@ -71,11 +80,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown generator config keys {unknown}; allowed: {sorted(known)}")
-        return cls(**d)
+        return from_known_keys(cls, d, "generator config")
 
 
 def _blur_kernel(scale: float = 1.0) -> Tensor:
@@ -292,6 +297,12 @@ class Generator(nn.Module):
             raise ValueError(f"w must have shape [B, {self.style_dim}] or [B, {self.n_latent}, "
                              f"{self.style_dim}], got {list(w.shape)}")
         return {name: conv.modulation(w[:, i]) for name, conv, i in self._layers}
+
+    def seed_styles(self, seeds: Iterable[int], truncation: float) -> dict[str, Tensor]:
+        """Seeds → their styles {layer: [B, C]}: each seed's z (`seed_to_z`), mapped, truncated around `latent_avg`
+        (always, ψ = 1 included, so a seed's bytes never depend on the path taken)."""
+        z = torch.cat([seed_to_z(s, self.style_dim) for s in seeds]).to(self.latent_avg.device)
+        return self.styles(self.truncate(self.mapping(z), truncation))
 
     def synthesize(self, styles: dict[str, Tensor], noise: str = "const") -> Tensor:
         """{layer: σ [B, C_in]} → image [B, 3, H, W], nominally in [-1, 1].

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import signal
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,9 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, fused_leaky_relu, seed_to_z
+from localedit.bench import hardware
+from localedit.hub import write_atomic
+from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
 
@@ -89,11 +90,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; allowed: {sorted(known)}")
-        return cls(**d)
+        return from_known_keys(cls, d, "training config")
 
 
 class EqualConv2d(nn.Module):
@@ -330,9 +327,8 @@ class Trainer:
     def save(self, path: Path) -> None:
         """Write a checkpoint atomically: a kill mid-write leaves the previous one intact."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        state = self.state_dict()
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
 
     @classmethod
     def load(cls, path: Path, faces: Tensor | None = None, device: str | torch.device = "cpu",
@@ -351,20 +347,6 @@ class Trainer:
         if trainer.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], trainer.device)
         return trainer
-
-
-def hardware(device: torch.device) -> str:
-    """What the run's throughput depends on, in words for the model card."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    model = ""
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    threads = torch.get_num_threads()
-    return f"{model or 'CPU'} ({os.cpu_count()} cores), {threads} torch threads, torch {torch.__version__}"
 
 
 def _graceful_stop() -> tuple[dict, dict]:
