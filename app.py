@@ -49,18 +49,7 @@ except ImportError:
     def gpu(fn):
         return fn
 
-# Each request runs single-threaded and concurrent requests use the cores: on a 2-core box a 64-pixel edit took
-# 6 ms with one torch thread and 0.9 s with two (the threads wait on each other whenever anything else runs).
-torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
 CONCURRENCY = int(os.environ.get("LOCALEDIT_CONCURRENCY", str(min(os.cpu_count() or 1, 4))))
-# glibc gives each thread that allocates an arena of its own, and under Gradio's worker threads the server's RSS
-# kept creeping: over ten rounds of 16 clients × 20 edits it went 456, 470, 491, then 501 → 514 MB. With two
-# arenas it went 443, 451, 456, then 460 → 471 MB, settling from the sixth round. M_ARENA_MAX is mallopt's
-# option -8; where libc is not glibc this is skipped.
-try:
-    ctypes.CDLL("libc.so.6").mallopt(-8, 2)
-except (OSError, AttributeError):
-    pass
 # Gradio keeps a copy of the page's config for every session, about 90 kB here, and every plain HTTP API call
 # (/call/edit) is a session of its own: capping them bounds memory (Gradio's default is 10000, about 0.9 GB).
 SESSIONS = int(os.environ.get("LOCALEDIT_SESSIONS", "512"))
@@ -558,6 +547,23 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
 
+def configure_process() -> None:
+    """Process-wide settings for serving, made at launch rather than import (`import app` in a test is cheap
+    and leaves the process as it was).
+
+    - Each request runs single-threaded and concurrent requests use the cores: a small model's edit is fast on
+      one thread and many times slower on two, whose threads wait on each other whenever anything else runs.
+    - glibc gives each thread that allocates an arena of its own, and under Gradio's worker threads the server's
+      RSS kept creeping; with two arenas it settles (the server test prints the RSS). M_ARENA_MAX is mallopt's
+      option -8; where libc is not glibc this is skipped.
+    """
+    torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)
+    except (OSError, AttributeError):
+        pass
+
+
 def launch(**kwargs):
     """Serve the demo; in Gradio 6 the theme and the CSS are launch() arguments.
 
@@ -567,6 +573,7 @@ def launch(**kwargs):
     """
     if "_frontend" in inspect.signature(demo.launch).parameters:
         kwargs.setdefault("_frontend", False)
+    configure_process()
     return demo.launch(theme=THEME, css=CSS, state_session_capacity=SESSIONS, **kwargs)
 
 
