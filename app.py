@@ -483,7 +483,6 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                     interactive=not uses_budget(DEFAULT.method))
                 truncation_box = gr.Slider(0, 1, value=DEFAULT.truncation, step=0.05, label="Truncation ψ",
                                            elem_id="truncation")
-            edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
             link_box = gr.Textbox(label="Link to this edit", interactive=False, buttons=["copy"], max_lines=1,
                                   elem_id="link")
             copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
@@ -514,7 +513,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     outputs = [edited_out, slider_out, reference_out, diff_out, stats_out, query_box]
     # Every synthesis shares one concurrency group, so at most CONCURRENCY of them run at once.
     synth = dict(concurrency_id="synthesis", preprocess=False)
-    edit_button.click(edit, controls, outputs, api_name="edit", **synth)
+    # Edits are live (every control change runs one), so the page has no Edit button; /edit is the API's.
+    gr.on([], edit, controls, outputs, api_name="edit", **synth)
     gr.on([c.change for c in controls[1:]], edit_view, controls, outputs + [target_thumb, reference_thumb],
           trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(

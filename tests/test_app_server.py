@@ -324,6 +324,7 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert page.locator("#part input").input_value().endswith(served.parts[1])
             assert page.locator("#method input[value=sequential]").is_checked()
             assert not page.locator("#notice").is_visible()
+            assert page.get_by_role("button", name="Edit", exact=True).count() == 0  # edits are live; /edit is API
             first = page.locator("#edited img").get_attribute("src")
             # The ε slider ends where the part's query saturates at the link's threshold, or at the link's ε
             # when that is larger (the link restores as it is).
