@@ -25,7 +25,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from pathlib import Path
 
 import gradio as gr
@@ -393,6 +393,7 @@ _default_editor = MODELS.editor(MODELS.names[0])
 EXAMPLES = pick_examples(_default_editor)
 DEFAULT_SEEDS = (EXAMPLES[0][0], EXAMPLES[0][1])
 DEFAULT = default_controls(MODELS.names[0], _default_editor, DEFAULT_SEEDS)
+FIRST_VIEW = edit_view(*astuple(DEFAULT))  # what the page shows before the link's own edit arrives
 
 # Runs in the browser when the edit's query changes: the address bar follows the controls, and the link box
 # gets the full link. Inside a Space the app is an iframe, so the Space page is asked to update its own URL.
@@ -448,8 +449,8 @@ def seed_picker(label: str, seed: int, elem_id: str) -> tuple[gr.Number, gr.Butt
     return box, dice, thumb
 
 
-def picture(label: str, height: int, elem_id: str) -> gr.Image:
-    return gr.Image(label=label, format="png", interactive=False, height=height, elem_id=elem_id,
+def picture(label: str, height: int, elem_id: str, value: str | None = None) -> gr.Image:
+    return gr.Image(value, label=label, format="png", interactive=False, height=height, elem_id=elem_id,
                     elem_classes="pixelated", buttons=["download"])
 
 
@@ -489,13 +490,16 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
             query_box = gr.Textbox(label="Query", visible="hidden", elem_id="query")
         with gr.Column(scale=5, elem_id="outputs"):
             with gr.Row():
-                edited_out = picture("Edited", 400, "edited")
-                slider_out = gr.ImageSlider(label="Target ↔ edited", format="png", interactive=False, height=400,
-                                            elem_id="slider", elem_classes="pixelated", buttons=[])
+                # The default edit is on the page from the first paint; a link's own edit replaces it, under a
+                # progress indicator.
+                edited_out = picture("Edited", 400, "edited", FIRST_VIEW[0])
+                slider_out = gr.ImageSlider(FIRST_VIEW[1], label="Target ↔ edited", format="png",
+                                            interactive=False, height=400, elem_id="slider",
+                                            elem_classes="pixelated", buttons=[])
             with gr.Row():
-                reference_out = picture("Reference", 260, "reference-out")
-                diff_out = picture("Difference", 260, "diff")
-            stats_out = gr.Markdown(label="Stats", elem_id="stats")
+                reference_out = picture("Reference", 260, "reference-out", FIRST_VIEW[2])
+                diff_out = picture("Difference", 260, "diff", FIRST_VIEW[3])
+            stats_out = gr.Markdown(FIRST_VIEW[4], label="Stats", elem_id="stats")
             gr.Markdown("The difference map is the squared CIELAB error between the target and the edit; the "
                         "outline, in the part's colour, is the part's region on the target.", elem_id="caption")
     controls = [model_box, target_box, reference_box, part_box, epsilon_box, method_box, threshold_box, lam_box,
@@ -537,7 +541,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     query_box.change(None, query_box, link_box, js=SYNC_LINK_JS)
     copy_button.click(None, link_box, None, js=COPY_LINK_JS)
     demo.load(restore_page, None, controls + [legend, notice], api_visibility="private").then(
-        edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
+        edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private",
+        show_progress="full", **synth)
     # API only (no trigger in the page): a seed's picture, as the thumbnails show it.
     gr.on([], thumbnail, [model_box, target_box, truncation_box], target_thumb, api_name="thumbnail", **synth)
     gr.api(models, api_name="models")
