@@ -11,34 +11,33 @@ the editor is deterministic and every image is sent as PNG, so the same link giv
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import inspect
-import io
 import math
 import os
-import re
-import shutil
-import tempfile
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, astuple
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
-from PIL import Image
 
+from app_support import (
+    COPY_LINK_JS,
+    CSS,
+    RANDOM_SEED_JS,
+    SYNC_LINK_JS,
+    THEME,
+    PngFiles,
+    configure_process,
+    literal,
+    request_query,
+    user_errors,
+)
 from localedit import Editor, EditResult
 from localedit.catalog import Catalog
 from localedit.edit import MAX_SEED, METHODS
-from localedit.hub import write_atomic
 from localedit.parts import MAX_THRESHOLD
-from localedit.share import Controls, Models, cut, default_controls, parse_link, parse_seed, query_of, short
+from localedit.share import Controls, Models, default_controls, parse_link, parse_seed, query_of, short
 from localedit.viz import diff_image, upscale
 
 try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else the decorator is a no-op.
@@ -63,34 +62,6 @@ DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th per
 EPSILON_STEP = 0.01
 THRESHOLD_STEP = 0.01
 EXAMPLE_SEEDS = range(6)  # the examples' seed pairs: every ordered pair of distinct seeds from these
-
-
-def request_query(request: gr.Request | None) -> dict[str, object]:
-    """The page's query parameters from a gr.Request, whichever form Gradio gives them in."""
-    params = getattr(request, "query_params", None) if request is not None else None
-    if params is None:
-        return {}
-    try:
-        return {str(k): v for k, v in params.items()}
-    except (AttributeError, TypeError):  # a plain object whose "items" key shadows the method
-        return dict(vars(params)) if hasattr(params, "__dict__") else {}
-
-
-def _literal(text: str) -> str:
-    """Text from a link shown as it is: no Markdown link, image, HTML or formula can come through it."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>$])", r"\\\1", text).replace("<", "&lt;")
-
-
-
-@contextmanager
-def user_errors():
-    """The library says what is allowed in its ValueErrors: show that message in the UI and to API clients."""
-    try:
-        yield
-    except gr.Error:
-        raise
-    except ValueError as e:  # ModelNotFoundError included
-        raise gr.Error(cut(str(e)), print_exception=False) from e
 
 
 # --- pictures and text -------------------------------------------------------------------------------------
@@ -124,39 +95,6 @@ def threshold_max(editor: Editor, part: str, value: float = 0) -> float:
 
 def lam_max(method: str, value: float = 0) -> float:
     return 1.0 if method == "global" else max(20.0, value)
-
-
-class PngFiles:
-    """Images as PNG files named by their bytes, each written under a temporary name and renamed into place.
-
-    Gradio copies a returned file into its cache atomically, but rewrites the file of a returned array on every
-    call: two requests with the same picture would truncate it under a browser that is reading it. PIL writes
-    no metadata here, so the same pixels give the same bytes. Only the `keep` most recently returned files stay
-    on disk: Gradio has its own copy of each by the time its request ends.
-    """
-
-    def __init__(self, keep: int = 512):
-        self.folder = Path(tempfile.mkdtemp(prefix="localedit-app-"))
-        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)  # at the latest, when Python exits
-        self._recent: OrderedDict[Path, None] = OrderedDict()
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def __call__(self, image: np.ndarray) -> str:
-        buffer = io.BytesIO()
-        # Fast zlib: level 1 encodes the four images of an edit in 1.5 ms instead of 3.1 ms (level 6), 10–25 %
-        # larger; the bytes are as deterministic either way.
-        Image.fromarray(image).save(buffer, format="png", compress_level=1)
-        data = buffer.getvalue()
-        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-        with self._lock:
-            if path not in self._recent:
-                write_atomic(path, lambda tmp: tmp.write_bytes(data))
-            self._recent[path] = None
-            self._recent.move_to_end(path)
-            while len(self._recent) > self._keep:
-                self._recent.popitem(last=False)[0].unlink(missing_ok=True)
-        return str(path)
 
 
 png = PngFiles()
@@ -307,7 +245,7 @@ def restore_page(request: gr.Request):
     controls, notices = parse_link(request_query(request), MODELS.names, MODELS.editor, DEFAULT_SEEDS)
     if notices:
         gr.Warning("Parts of this link could not be used; the notice at the top says which.")
-    notice = "**This link could not be used in full:**\n" + "".join(f"\n- {_literal(n)}" for n in notices) \
+    notice = "**This link could not be used in full:**\n" + "".join(f"\n- {literal(n)}" for n in notices) \
         if notices else ""
     return _controls_update(controls) + [gr.Markdown(notice, visible=bool(notices))]
 
@@ -394,44 +332,6 @@ EXAMPLES = pick_examples(_default_editor)
 DEFAULT_SEEDS = (EXAMPLES[0][0], EXAMPLES[0][1])
 DEFAULT = default_controls(MODELS.names[0], _default_editor, DEFAULT_SEEDS)
 FIRST_VIEW = edit_view(*astuple(DEFAULT))  # what the page shows before the link's own edit arrives
-
-# Runs in the browser when the edit's query changes: the address bar follows the controls, and the link box
-# gets the full link. Inside a Space the app is an iframe, so the Space page is asked to update its own URL.
-SYNC_LINK_JS = """(query) => {
-  if (!query) return "";
-  const url = new URL(window.location.href);
-  url.search = query;
-  window.history.replaceState(null, "", url);
-  let link = url.toString();
-  if (window.parent !== window) {
-    window.parent.postMessage({ queryString: query }, "https://huggingface.co");
-    if (document.referrer.startsWith("https://huggingface.co/spaces/")) {
-      const space = new URL(document.referrer);
-      space.search = query;
-      link = space.toString();
-    }
-  }
-  return link;
-}"""
-COPY_LINK_JS = """(link) => {
-  if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
-  return link;
-}"""
-RANDOM_SEED_JS = "() => Math.floor(Math.random() * 100000)"
-
-CSS = """
-.pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
-.dice { flex-grow: 0 !important; min-width: 48px !important; align-self: center; }
-.thumb { flex-grow: 0 !important; min-width: 96px !important; }
-.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 0.9em; }
-.legend .part { opacity: 0.6; cursor: default; user-select: none; }  /* a key, not buttons */
-.legend .part.selected { opacity: 1; font-weight: 600; }
-.legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
-            vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
-/* On a phone the columns stack: the result comes first, the controls under it. */
-@media (max-width: 768px) { #outputs { order: -1; } }
-"""
-THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")
 
 # --- layout ---------------------------------------------------------------------------------------------------
 
@@ -550,23 +450,6 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     gr.api(restore, api_name="restore")
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
-
-
-def configure_process() -> None:
-    """Process-wide settings for serving, made at launch rather than import (`import app` in a test is cheap
-    and leaves the process as it was).
-
-    - Each request runs single-threaded and concurrent requests use the cores: a small model's edit is fast on
-      one thread and many times slower on two, whose threads wait on each other whenever anything else runs.
-    - glibc gives each thread that allocates an arena of its own, and under Gradio's worker threads the server's
-      RSS kept creeping; with two arenas it settles (the server test prints the RSS). M_ARENA_MAX is mallopt's
-      option -8; where libc is not glibc this is skipped.
-    """
-    torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, 2)
-    except (OSError, AttributeError):
-        pass
 
 
 def launch(**kwargs):
