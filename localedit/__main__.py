@@ -171,7 +171,6 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     import torch
 
     from localedit.bench import bench_catalog, bench_edit, bench_faces, bench_synthesis, hardware
-    from localedit.catalog import build_catalog
     from localedit.edit import Editor
     from localedit.stylegan2 import Generator, GeneratorConfig
 
@@ -193,21 +192,23 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         torch.manual_seed(0)
         generator = Generator(GeneratorConfig(size=args.random, name=f"random-{args.random}")).eval()
         layer = args.layer or "convs.5"
-        catalog = build_catalog(generator, layer, args.clusters, n_samples=args.samples, progress=False)
-        catalog = catalog.with_parts({"part0": [0]})
         name = f"random size-{args.random} generator"
     else:
         model = _cataloged(args.model)
-        generator, catalog, name = model.generator, model.catalog, args.model
-        layer = args.layer or catalog.layer
-    part = args.part or next(iter(catalog.parts))
+        generator, name = model.generator, args.model
+        layer = args.layer or model.catalog.layer
     print(f"bench on {name} ({hardware()})")
+    # The catalog build is the slow part on a big generator (two passes over every sample): it is timed once,
+    # with a progress bar, and a random generator's edits then use that catalog.
+    print(f"building a catalog: {args.samples} samples, {layer}, K={args.clusters}", flush=True)
+    c, built = bench_catalog(generator, layer, args.clusters, args.samples, args.fit_rows, progress=True)
+    catalog = built.with_parts({"part0": [0]}) if args.random else model.catalog
+    part = args.part or next(iter(catalog.parts))
     e = bench_edit(Editor(generator, catalog), part, repeats=args.repeats)
     print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats})")
     print(f"synthesize      {e['synthesize_s'] * 1e3:8.2f} ms")
     print(f"edit ÷ synth    {e['edit_over_synthesize']:8.3f}   (goal ≤ 1.15)")
     print(f"query           {e['query_s'] * 1e3:8.3f} ms")
-    c = bench_catalog(generator, layer, args.clusters, args.samples, args.fit_rows)
     fit = f", k-means fitted on {args.fit_rows} rows" if args.fit_rows else ""
     print(f"catalog build   generation {c['generation_s']:.2f} s, clustering {c['clustering_s']:.2f} s "
           f"({args.samples} samples, {layer}, K={args.clusters}{fit})")

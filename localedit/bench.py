@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from localedit.catalog import build_catalog
+from localedit.catalog import Catalog, build_catalog
 from localedit.edit import Editor
 from localedit.faces import render_arrays
 from localedit.stylegan2 import Generator, GeneratorConfig, seed_to_z
@@ -66,13 +66,13 @@ def bench_edit(editor: Editor, part: str, repeats: int = 30) -> dict[str, float]
             "query_s": query, "channels_changed": sum(result.changed.values())}
 
 
-def bench_catalog(generator: Generator, layer: str, k: int, samples: int,
-                  fit_rows: int | None = None) -> dict[str, float]:
-    """Catalog build time split into sample generation and clustering, and their ratio."""
-    catalog = build_catalog(generator, layer, k, n_samples=samples, fit_rows=fit_rows, progress=False)
+def bench_catalog(generator: Generator, layer: str, k: int, samples: int, fit_rows: int | None = None,
+                  progress: bool = False) -> tuple[dict[str, float], Catalog]:
+    """Catalog build time split into sample generation and clustering, and their ratio; and the catalog."""
+    catalog = build_catalog(generator, layer, k, n_samples=samples, fit_rows=fit_rows, progress=progress)
     t = catalog.timings
     return {"generation_s": t["generation"], "clustering_s": t["clustering"],
-            "clustering_over_generation": t["clustering"] / t["generation"]}
+            "clustering_over_generation": t["clustering"] / t["generation"]}, catalog
 
 
 def bench_synthesis(sizes: list[int], repeats: int = 5) -> dict[int, float]:
