@@ -4,7 +4,9 @@ The NVIDIA pickle is hand-made here with the structure of a stylegan2-ada-pytorc
 `torch_utils.persistence` object (reconstruct function + meta with module_src, class_name and the module's
 `__dict__`), tensors pickle through torch's own reducers, and attributes hold numpy scalars and EasyDicts. Its
 weights come from the tiny generator through NVIDIA's names and shapes, written below independently of
-localedit.convert, so converting it back must give the very same tensors.
+localedit.convert, so converting it back must give the very same tensors. A second snapshot is made from
+NVIDIA's published layout alone, with NVIDIA's initialisation, and checked against an image computed the way
+NVIDIA's code computes it (see `_nv_image`): that one can catch a wrong assumption about the real format.
 """
 
 import argparse
@@ -199,6 +201,151 @@ def test_nvidia_pickle_converts_to_the_same_weights(tmp_path, monkeypatch, tiny_
     assert model.config.lr_mlp == tiny_generator.config.lr_mlp and model.config.name == "tiny-nv"
     assert "±256" in (tmp_path / "out" / "README.md").read_text()
     assert not marker.exists()
+
+
+# A snapshot made from NVIDIA's published layout alone (stylegan2-ada-pytorch, training/networks.py), checked by
+# an image computed the way NVIDIA's code computes it, so a wrong assumption in the converter about names, weight
+# gains, kernel orientation, w_avg or the resampling filter shows up as a different picture. Facts used:
+# - FullyConnectedLayer: weight [out, in] stored as randn / lr_multiplier, used × lr_multiplier / √in; bias used
+#   × lr_multiplier; 'lrelu' is leaky ReLU 0.2 after the bias, times √2. Mapping: z normalised by its 2nd moment,
+#   fc0..fc{n−1} at lr_multiplier 0.01; truncation w_avg.lerp(w, ψ).
+# - SynthesisLayer: styles = affine(w) (bias_init 1); the [O, I, k, k] weight is modulated and demodulated (no
+#   weight gain: demodulation cancels it), applied as a correlation, padding 1; up = 2 is a stride-2 transposed
+#   convolution of the same kernel followed by the [1,3,3,1] filter (outer product / 64) padded (1, 1) with gain
+#   4; then + noise_const · noise_strength, + bias, leaky ReLU 0.2, × √2.
+# - ToRGBLayer: styles = affine(w) / √in, no demodulation, 1×1, + bias. 'skip': the image so far is upsampled
+#   (zeros inserted, the filter padded (2, 1), gain 4) and the block's RGB added.
+_NV_RES, _NV_CH, _NV_W, _NV_LR = (4, 8, 16, 32), {4: 32, 8: 32, 16: 24, 32: 16}, 32, 0.01
+
+
+def _nv_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = {}
+    for i in range(2):
+        sd[f"mapping.fc{i}.weight"] = randn(_NV_W, _NV_W) / _NV_LR
+        sd[f"mapping.fc{i}.bias"] = randn(_NV_W, scale=0.1)
+    sd["mapping.w_avg"] = randn(_NV_W, scale=0.3)
+
+    def layer(prefix, c_in, c_out, res, k=3, noise=True):
+        sd[f"{prefix}.affine.weight"] = randn(c_in, _NV_W)
+        sd[f"{prefix}.affine.bias"] = 1 + randn(c_in, scale=0.1)
+        sd[f"{prefix}.weight"] = randn(c_out, c_in, k, k)
+        sd[f"{prefix}.bias"] = randn(c_out, scale=0.1)
+        if noise:
+            sd[f"{prefix}.noise_const"] = randn(res, res)
+            sd[f"{prefix}.noise_strength"] = randn((), scale=0.2)
+            sd[f"{prefix}.resample_filter"] = _FILTER.clone()
+
+    sd["synthesis.b4.const"] = randn(_NV_CH[4], 4, 4)
+    sd["synthesis.b4.resample_filter"] = _FILTER.clone()
+    layer("synthesis.b4.conv1", _NV_CH[4], _NV_CH[4], 4)
+    layer("synthesis.b4.torgb", _NV_CH[4], 3, 4, k=1, noise=False)
+    for prev, r in zip(_NV_RES, _NV_RES[1:], strict=False):
+        sd[f"synthesis.b{r}.resample_filter"] = _FILTER.clone()
+        layer(f"synthesis.b{r}.conv0", _NV_CH[prev], _NV_CH[r], r)
+        layer(f"synthesis.b{r}.conv1", _NV_CH[r], _NV_CH[r], r)
+        layer(f"synthesis.b{r}.torgb", _NV_CH[r], 3, r, k=1, noise=False)
+    return sd
+
+
+def _nv_tree(sd: dict[str, torch.Tensor], src: str) -> _Module:
+    """The flat NVIDIA state as NVIDIA's module tree: each dotted prefix a module, each leaf a param or buffer."""
+    buffer_names = {"w_avg", "noise_const", "resample_filter"}
+
+    def build(prefix, class_name):
+        params, buffers, children = {}, {}, {}
+        names = sorted({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+        for name in names:
+            key = prefix + name
+            if key in sd:
+                (buffers if name in buffer_names else params)[name] = sd[key]
+            else:
+                kind = ("FullyConnectedLayer" if name.startswith(("fc", "affine")) else "ToRGBLayer"
+                        if name == "torgb" else "SynthesisLayer" if name.startswith("conv") else "SynthesisBlock")
+                children[name] = build(key + ".", kind)
+        return _Module(class_name, src, params, buffers, children, **attrs(prefix, class_name, params))
+
+    def attrs(prefix, class_name, params):  # the plain attributes NVIDIA's modules set in __init__
+        if class_name == "FullyConnectedLayer":
+            lr = _NV_LR if prefix.startswith("mapping.") else 1.0
+            return dict(activation="lrelu" if lr != 1 else "linear", bias_gain=lr,
+                        weight_gain=np.float64(lr / np.sqrt(params["weight"].shape[1])))
+        if class_name == "SynthesisBlock":
+            return dict(architecture="skip", conv_clamp=None)
+        return {}
+
+    mapping, synthesis = build("mapping.", "MappingNetwork"), build("synthesis.", "SynthesisNetwork")
+    return _Module("Generator", src, (), (), {"synthesis": synthesis, "mapping": mapping}, z_dim=_NV_W, c_dim=0,
+                   w_dim=_NV_W, img_resolution=_NV_RES[-1], img_channels=3)
+
+
+def _nv_filter(x: torch.Tensor, up: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
+    """NVIDIA's upfirdn2d with the [1,3,3,1] filter: insert up−1 zeros after each pixel, pad, convolve."""
+    n, c, h, w = x.shape
+    if up > 1:
+        y = x.new_zeros(n, c, h * up, w * up)
+        y[:, :, ::up, ::up] = x
+        x = y
+    x = torch.nn.functional.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    f = (_FILTER * gain).flip([0, 1])  # a true convolution (flip_filter=False)
+    return torch.nn.functional.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+
+
+def _nv_image(sd: dict[str, torch.Tensor], z: torch.Tensor, psi: float) -> torch.Tensor:
+    F_ = torch.nn.functional
+
+    def fc(prefix, x, lr, act):
+        weight, bias = sd[f"{prefix}.weight"], sd[f"{prefix}.bias"]
+        x = x @ (weight * (lr / math.sqrt(weight.shape[1]))).T + bias * lr
+        return F_.leaky_relu(x, 0.2) * math.sqrt(2) if act else x
+
+    x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+    for i in range(2):
+        x = fc(f"mapping.fc{i}", x, _NV_LR, act=True)
+    w = sd["mapping.w_avg"].lerp(x, psi)[0]
+
+    def synthesis_layer(prefix, x, up):
+        styles = fc(f"{prefix}.affine", w[None], 1, act=False)[0]
+        weight = sd[f"{prefix}.weight"] * styles[None, :, None, None]
+        weight = weight * (weight.square().sum(dim=[1, 2, 3]) + 1e-8).rsqrt()[:, None, None, None]
+        if up == 1:
+            x = F_.conv2d(x, weight, padding=1)
+        else:
+            x = F_.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+            x = _nv_filter(x, 1, (1, 1), 4)
+        x = x + sd[f"{prefix}.noise_const"] * sd[f"{prefix}.noise_strength"]
+        return F_.leaky_relu(x + sd[f"{prefix}.bias"][None, :, None, None], 0.2) * math.sqrt(2)
+
+    def torgb(prefix, x):
+        weight = sd[f"{prefix}.weight"]
+        styles = fc(f"{prefix}.affine", w[None], 1, act=False)[0] / math.sqrt(weight.shape[1])
+        return F_.conv2d(x, weight * styles[None, :, None, None]) + sd[f"{prefix}.bias"][None, :, None, None]
+
+    x = synthesis_layer("synthesis.b4.conv1", sd["synthesis.b4.const"][None], 1)
+    img = torgb("synthesis.b4.torgb", x)
+    for r in _NV_RES[1:]:
+        x = synthesis_layer(f"synthesis.b{r}.conv0", x, 2)
+        x = synthesis_layer(f"synthesis.b{r}.conv1", x, 1)
+        img = _nv_filter(img, 2, (2, 1), 4) + torgb(f"synthesis.b{r}.torgb", x)
+    return img
+
+
+def test_nvidia_layout_from_published_facts_gives_nvidias_image(tmp_path, monkeypatch):
+    sd = _nv_state()
+    (tmp_path / "snap.pkl").write_bytes(_pickle_like_nvidia(monkeypatch, {"G_ema": _nv_tree(sd, "")}))
+    convert(tmp_path / "snap.pkl", tmp_path / "out")
+    g = load_model(tmp_path / "out").generator
+    assert g.config.size == 32 and g.config.style_dim == _NV_W
+    z = seed_to_z(5, _NV_W)
+    with torch.no_grad():
+        ours = g.synthesize(g.styles(g.truncate(g.mapping(z), 0.7)))
+        theirs = _nv_image(sd, z, 0.7)
+    assert ours.shape == theirs.shape == (1, 3, 32, 32)
+    assert (ours - theirs).abs().max() < 1e-4 * max(1.0, float(theirs.abs().max()))
 
 
 def test_stylegan3_pickle_is_refused_clearly(tmp_path, monkeypatch):
