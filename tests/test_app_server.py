@@ -381,12 +381,24 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert page.locator("#edited img").get_attribute("src") == \
                 page.locator("#slider img").first.get_attribute("src")  # the edit is the target
 
-            # An example restores its part's ε and threshold, and both sliders end where that part's ranges do.
+            # An example restores its whole edit: its part's ε and threshold, the sequential method and the model's
+            # ψ, whatever was set before; both sliders end where that part's ranges do.
+            page.locator("#method").get_by_text("global").click()
+            settled(page, ["method=global&"])
             last, settings = served.parts[-1], model.catalog.parts[served.parts[-1]]
             page.get_by_text(re.compile(rf"^{last}: \d+ → \d+$")).click()
-            settled(page, [f"part={last}&", f"epsilon={_text(settings.epsilon)}&",
-                           f"threshold={_text(settings.threshold)}&"])
+            settled(page, [f"part={last}&", f"epsilon={_text(settings.epsilon)}&", "method=sequential&",
+                           f"threshold={_text(settings.threshold)}&", f"truncation={_text(model.config.truncation)}"])
             range_max(page, "epsilon", max(editor.epsilon_max(last), settings.epsilon))
+
+            # A short link whose target is the page's default reference: defaults, quietly, and another reference.
+            page.goto(server.url)
+            settled(page, [f"model={served.model}&"])
+            taken = page.locator("#reference input").first.input_value()
+            page.goto(server.url + f"?model={served.model}&target={taken}&part={last}")
+            settled(page, [f"target={taken}&", f"part={last}&"])
+            assert not page.locator("#notice").is_visible()
+            assert page.locator("#reference input").first.input_value() != taken
 
             page.goto(server.url + "?model=../../etc&target=-1&part=no-such-part&epsilon=nan")  # a bad link
             page.locator("#notice").wait_for(state="visible", timeout=30_000)
