@@ -285,6 +285,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     from localedit.evaluate import TUNING_SEED
     from localedit.hub import save_catalog, writable_folder
     from localedit.judge import load_judge
+    from localedit.transfer import Transfer
     from localedit.tune import candidates, ceiling, choose, tune, with_choices
 
     model = _cataloged(args.model)
@@ -292,10 +293,10 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     if args.ceiling:
         table = ceiling(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs)
         print(f"every channel of one layer group moved (toRGB included), {args.pairs} pairs from seed {TUNING_SEED}:")
-        print(f"{'part':>12} {'group':>7} {'colour':>7} {'shape':>6} {'visible':>8} {'leak':>7}")
+        print(f"{'part':>12} {'group':>7} {Transfer.HEADER}")
         for part, groups in table.items():
             for group, r in groups.items():
-                print(f"{part:>12} {group:>7} {r.color:7.2f} {r.shape:6.2f} {r.visible:8.0%} {r.leak:7.3f}")
+                print(f"{part:>12} {group:>7} {r.row()}")
         return
     grid = candidates(**{key: value for key, value in (("thresholds", args.thresholds), ("shares", args.shares))
                          if value})
@@ -306,7 +307,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     for part, rows in trials.items():
         best = choose(rows, args.max_leak)
         current = next((t for t in rows if t.part == model.catalog.parts[part]), None)
-        print(f"\n{part}: {'colour':>7} {'shape':>6} {'visible':>7} {'leak':>6}  settings")
+        print(f"\n{part}: {Transfer.HEADER}  settings")
         ranked = sorted(rows, key=lambda t: -t.score)[:args.top]
         shown = list(ranked)
         for t in (best, current):  # the chosen and the current settings, when the top rows miss them
@@ -314,9 +315,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
                 shown.append(t)
         for t in shown:
             mark = "← chosen" if t is best else "← current" if t is current else ""
-            r = t.transfer
-            print(f"{'':>{len(part)}}  {r.color:7.2f} {r.shape:6.2f} {r.visible:7.0%} {r.leak:6.3f}  "
-                  f"{t.candidate.describe()} (ε {t.part.epsilon:g}) {mark}")
+            print(f"{'':>{len(part)}}  {t.transfer.row()}  {t.candidate.describe()} (ε {t.part.epsilon:g}) {mark}")
         if best is None:
             print(f"{'':>{len(part)}}  no candidate changed anything; settings unchanged")
             continue
@@ -334,6 +333,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from localedit.edit import Editor
     from localedit.evaluate import FULL, QUICK, evaluate
     from localedit.judge import load_judge
+    from localedit.transfer import Transfer
 
     model = _cataloged(args.model)
     editor = Editor(model.generator, model.catalog, include_torgb=_torgb_override(args.torgb))
@@ -346,10 +346,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                       "realism": metrics["realism"]}, indent=2))
     print(f"transfer at each part's settings, {metrics['pairs_per_part']} held-out pairs:")
     variety = metrics["color_variety"]
-    print(f"{'part':>12} {'colour':>7} {'shape':>6} {'visible':>8} {'leak':>6}   pairs differing in colour: "
-          f"procedural, generated")
+    print(f"{'part':>12} {Transfer.HEADER}   pairs differing in colour: procedural, generated")
     for part, t in metrics["transfer"].items():
-        print(f"{part:>12} {t['color']:7.2f} {t['shape']:6.2f} {t['visible']:8.0%} {t['leak']:6.3f}   "
+        print(f"{part:>12} {Transfer(**t).row()}   "
               f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%}")
     print(f"wrote {args.out}/metrics.json, transfer.png, locality_*.png, heatmaps.png")
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from localedit.kmeans import spherical_kmeans
-from localedit.parts import Part, check_threshold
+from localedit.parts import MAX_THRESHOLD, Part, check_threshold
 from localedit.query import saturating_epsilon
 from localedit.stylegan2 import Generator
 
@@ -209,6 +209,11 @@ class Catalog:
         # The query takes a channel while its running cost is strictly below ε: step just past the last one.
         return math.floor(end * 100 + 1) / 100 if end > 0 else 0.0
 
+    def threshold_max(self, part: Part) -> float:
+        """The threshold at and past which the part's sequential query is empty: its largest M (at most
+        MAX_THRESHOLD)."""
+        return min(max(float(row.max()) for row in self.edited_rows(part).values()), MAX_THRESHOLD)
+
     def with_parts(self, parts: Mapping[str, Iterable[int]], *, epsilon: Mapping[str, float] | None = None,
                    threshold: Mapping[str, float] | None = None, torgb: Mapping[str, bool] | None = None,
                    epsilon_profile: Mapping[str, Mapping[str, float]] | None = None) -> Catalog:
@@ -219,7 +224,7 @@ class Catalog:
         or old; a profile is {"coarse": w, "middle": w, "fine": w}.
         """
         settings = {"epsilon": dict(epsilon or {}), "threshold": dict(threshold or {}), "torgb": dict(torgb or {}),
-                    "epsilon_profile": {n: tuple(dict(p).items()) for n, p in (epsilon_profile or {}).items()}}
+                    "epsilon_profile": dict(epsilon_profile or {})}
         unknown = sorted(set().union(*settings.values()) - set(parts) - set(self.parts))
         if unknown:
             raise ValueError(f"settings given for parts that do not exist: {unknown}")
@@ -277,8 +282,6 @@ class Catalog:
                 raise ValueError(f"catalog.json: part {name!r} must have keys {sorted(_PART_KEYS)} "
                                  f"({sorted(_OPTIONAL_PART_KEYS)} optional), got {sorted(spec)}")
             optional = {key: spec[key] for key in _OPTIONAL_PART_KEYS if key in spec}
-            if "epsilon_profile" in optional:
-                optional["epsilon_profile"] = tuple(dict(optional["epsilon_profile"]).items())
             parts[name] = Part(name=name, clusters=tuple(spec["clusters"]), epsilon=spec["epsilon"],
                                epsilon_per_layer=spec["epsilon_per_layer"], threshold=spec["threshold"],
                                color=spec["color"], **optional)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
-from localedit.parts import MAX_THRESHOLD, Part, check_threshold
+from localedit.parts import Part, check_threshold
 from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
 from localedit.stylegan2 import Generator
 
@@ -224,7 +224,7 @@ class Editor:
 
     def threshold_max(self, part: str) -> float:
         """The threshold at and past which the part's sequential query is empty: its largest M."""
-        return min(max(float(row.max()) for row in self.part_rows(part).values()), MAX_THRESHOLD)
+        return self.catalog.threshold_max(self.part_settings(part))
 
     def sample(self, seed: int, truncation: float) -> _Sample:
         """A seed's styles, image and cluster map, from the LRU cache when warm."""

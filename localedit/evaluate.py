@@ -39,7 +39,7 @@ from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
 from localedit.query import interpolate
-from localedit.transfer import MAX_SAME_IOU, MIN_GAP, Transfer, iou, mean_color, pair_figures, part_mask, summarize
+from localedit.transfer import differing, pair_figures, summarize, variety
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
 EVAL_SEED = 100_000
@@ -271,51 +271,30 @@ def out_at_matched_in(curve_a: dict, curve_b: dict, suffix: str = "", points: in
 
 
 def transfer_of(editor: Editor, judge: Judge, targets: Samples, references: Samples, part: str, batch: int,
-                **knobs) -> tuple[Transfer, Tensor]:
-    """How far each target's part moves to its reference's look (transfer.py) with these knobs (default: the
-    part's settings), and the edited images [B, 3, H, W]."""
+                **knobs) -> tuple[dict[str, np.ndarray], Tensor]:
+    """Each target edited towards its reference with these knobs (default: the part's settings): the per-pair
+    transfer figures (`transfer.pair_figures`; `transfer.summarize` makes the part's Transfer of them) and the
+    edited images [B, 3, H, W]."""
     edited = _edit_batch(editor, targets, references, editor.query(editor.resolve_query(part, **knobs)), batch)
     labels = torch.cat([_segment(judge, edited[sl]) for sl in _batches(len(edited), batch)])
     figures = pair_figures(part, targets.lab, references.lab, srgb_to_lab(edited), targets.labels,
                            references.labels, labels)
-    return summarize(figures), edited
-
-
-def differing_pairs(part: str, targets: Samples, references: Samples) -> np.ndarray:
-    """Indices of the pairs whose part differs in colour or shape (what the visibility measure counts)."""
-    masks = [part_mask(s.labels, s.lab, part) for s in (targets, references)]
-    gap = (mean_color(targets.lab, masks[0]) - mean_color(references.lab, masks[1])).norm(dim=1)
-    whole = [s.labels == PARTS.index(part) for s in (targets, references)]
-    differ = (gap >= MIN_GAP) | (iou(*whole) <= MAX_SAME_IOU)
-    return np.flatnonzero(differ.numpy())
-
-
-def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
-    """Per part, the share of neighbouring image pairs (i, i+1) whose part colours differ by at least MIN_GAP:
-    how often a colour transfer has something to move. Compared between the procedural faces and the generated
-    ones, it says whether the generator renders the data's variety at all."""
-    out = {}
-    for part in parts:
-        mu = mean_color(lab, part_mask(labels, lab, part))
-        gap = (mu[1:] - mu[:-1]).norm(dim=1)
-        valid = torch.isfinite(gap)
-        out[part] = float((gap[valid] >= MIN_GAP).float().mean()) if valid.any() else math.nan
-    return out
+    return figures, edited
 
 
 def transfer_section(editor: Editor, judge: Judge, targets: Samples, references: Samples, batch: int,
                      progress: bool, examples: int = 3) -> tuple[dict[str, dict], Image.Image]:
     """Transfer figures per judged part at its default settings, and a picture: for the first `examples`
     pairs whose part differs, target | reference | edited."""
-    figures, rows = {}, []
+    results, rows = {}, []
     for part in tqdm(judged_parts(editor), desc="transfer", disable=not progress, leave=False):
-        result, edited = transfer_of(editor, judge, targets, references, part, batch)
-        figures[part] = result.as_dict()
+        figures, edited = transfer_of(editor, judge, targets, references, part, batch)
+        results[part] = summarize(figures).as_dict()
         cells = []
-        for i in differing_pairs(part, targets, references)[:examples]:
+        for i in np.flatnonzero(differing(figures))[:examples]:
             cells += [to_uint8(x[i:i + 1]) for x in (targets.images, references.images, edited)]
         rows.append((part, cells))
-    return figures, viz.triples_sheet(rows, scale=2)
+    return results, viz.triples_sheet(rows, scale=2)
 
 
 def _features(judge: Judge, images: Tensor, batch: int) -> np.ndarray:

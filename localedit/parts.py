@@ -79,7 +79,8 @@ class Part:
     The settings are only the inputs of Eq. 5, chosen per part on tuning seeds (`tune`) or by hand (`label`):
     - epsilon: the base budget ε, what the ε slider moves;
     - epsilon_profile: {coarse, middle, fine} → weight; a layer's budget is weight × ε (0 leaves the group
-      unedited). Stored as pairs in LAYER_GROUPS order so the part stays immutable;
+      unedited). Given as a mapping or pairs, stored as pairs in LAYER_GROUPS order so the part stays immutable
+      (epsilon_per_layer likewise, sorted);
     - epsilon_per_layer: overrides for single layers: the layer's budget at the default ε, scaling with ε like
       the rest (when the default ε is 0, the override is the layer's weight instead);
     - threshold: the paper's ρ/(1+ρ);

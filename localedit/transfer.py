@@ -47,8 +47,14 @@ class Transfer:
     color_pairs: int  # pairs with a colour gap ≥ MIN_GAP
     differing_pairs: int  # pairs whose parts differ, the denominator of `visible`
 
+    HEADER = f"{'colour':>7} {'shape':>6} {'visible':>8} {'leak':>7}"
+
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def row(self) -> str:
+        """The four figures in the columns of HEADER, for the command line's tables."""
+        return f"{self.color:7.2f} {self.shape:6.2f} {self.visible:8.0%} {self.leak:7.3f}"
 
 
 def part_mask(labels: Tensor, lab: Tensor, part: str) -> Tensor:
@@ -100,29 +106,48 @@ def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_
     return {k: v.double().numpy() for k, v in out.items()}
 
 
+def colored(figures: dict[str, np.ndarray]) -> np.ndarray:
+    """Per pair: whether the target's and the reference's part colours differ by ≥ MIN_GAP (colour measurable)."""
+    gap = figures["gap"]
+    return np.isfinite(gap) & (gap >= MIN_GAP) & np.isfinite(figures["color"])
+
+
+def differing(figures: dict[str, np.ndarray]) -> np.ndarray:
+    """Per pair: whether the parts differ, in colour or in outline (IoU(T, R) ≤ MAX_SAME_IOU)."""
+    return colored(figures) | (figures["iou_tr"] <= MAX_SAME_IOU)
+
+
 def summarize(figures: dict[str, np.ndarray]) -> Transfer:
-    """Per-pair figures (from `pair_figures`, batches concatenated) → the part's `Transfer`."""
-    gap, color = figures["gap"], figures["color"]
-    colored = np.isfinite(gap) & (gap >= MIN_GAP) & np.isfinite(color)
+    """Per-pair figures (from `pair_figures`) → the part's `Transfer`."""
+    gap, color, has_color = figures["gap"], figures["color"], colored(figures)
     iou_tr, iou_er = figures["iou_tr"], figures["iou_er"]
     movable = iou_tr < 1
     shape = (iou_er[movable] - iou_tr[movable]) / (1 - iou_tr[movable])  # median, like the colour
     n_in = figures["n_inside"]
     mean_in = np.where(n_in > 0, figures["inside"] / np.maximum(n_in, 1), 0.0)
-    differ = colored | (iou_tr <= MAX_SAME_IOU)
+    differ = differing(figures)
     total_in, total_out = figures["inside"].sum(), figures["outside"].sum()
     pixels_in, pixels_out = n_in.sum(), figures["n_outside"].sum()
     leak = (total_out / max(pixels_out, 1)) / (total_in / pixels_in) if total_in > 0 and pixels_in else math.nan
     return Transfer(
-        color=float(np.median(color[colored])) if colored.any() else math.nan,
+        color=float(np.median(color[has_color])) if has_color.any() else math.nan,
         shape=float(np.median(shape)) if shape.size else math.nan,
         visible=float(np.mean(mean_in[differ] >= VISIBLE)) if differ.any() else math.nan,
         leak=float(leak),
         pairs=int(gap.size),
-        color_pairs=int(colored.sum()),
+        color_pairs=int(has_color.sum()),
         differing_pairs=int(differ.sum()),
     )
 
 
-def concat(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
+    """Per part, the share of neighbouring image pairs (i, i+1) whose part colours differ by at least MIN_GAP:
+    how often a colour transfer has something to move. Compared between the procedural faces and the generated
+    ones, it says whether the generator renders the data's variety at all."""
+    out = {}
+    for part in parts:
+        mu = mean_color(lab, part_mask(labels, lab, part))
+        gap = (mu[1:] - mu[:-1]).norm(dim=1)
+        valid = torch.isfinite(gap)
+        out[part] = float((gap[valid] >= MIN_GAP).float().mean()) if valid.any() else math.nan
+    return out

@@ -28,7 +28,7 @@ from localedit.edit import Editor
 from localedit.evaluate import Samples, judged_parts, transfer_of, tuning_seeds
 from localedit.judge import Judge
 from localedit.parts import LAYER_GROUPS, Part
-from localedit.transfer import Transfer
+from localedit.transfer import Transfer, summarize
 
 # The default search, sized to take minutes on a 2-core CPU; `tune --thresholds ... --shares ...` searches wider.
 THRESHOLDS = (0.03, 0.05, 0.1, 0.2, 0.3)
@@ -52,7 +52,7 @@ class Candidate:
     def apply(self, catalog: Catalog, part: str) -> Part:
         """The catalog's part with these settings; ε resolved from the share (per-layer overrides dropped)."""
         p = replace(catalog.parts[part], torgb=self.torgb, threshold=self.threshold, epsilon_per_layer=(),
-                    epsilon_profile=tuple(zip(LAYER_GROUPS, self.profile, strict=True)))
+                    epsilon_profile=dict(zip(LAYER_GROUPS, self.profile, strict=True)))
         end = catalog.epsilon_max(p)
         return replace(p, epsilon=end if self.share == 1 else round(self.share * end, 2))
 
@@ -88,35 +88,44 @@ def choose(trials: Sequence[Trial], max_leak: float = 0.1, min_visible: float = 
     return max(visible or local, key=lambda t: (t.score, -t.transfer.leak))
 
 
+def _with_part(catalog: Catalog, part: Part) -> Catalog:
+    return replace(catalog, parts={**catalog.parts, part.name: part})
+
+
+def _tuning_pairs(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None, pairs: int, batch: int,
+                  progress: bool) -> tuple[list[str], Samples, Samples]:
+    """The judged parts to tune (default: all), and `pairs` target and reference samples from the tuning seeds."""
+    probe = Editor(generator, catalog)
+    parts = list(parts or judged_parts(probe))
+    unknown = sorted(set(parts) - set(judged_parts(probe)))
+    if unknown:
+        raise ValueError(f"can only tune parts the judge knows and the catalog names; not {unknown}")
+    seeds, psi = tuning_seeds(2 * pairs), generator.config.truncation
+    return (parts, Samples(probe, judge, seeds[0::2], psi, batch, progress),
+            Samples(probe, judge, seeds[1::2], psi, batch, progress))
+
+
 def tune(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | None = None, pairs: int = 32,
          batch: int = 48, grid: Sequence[Candidate] | None = None, progress: bool = True) -> dict[str, list[Trial]]:
     """Every candidate for every judged part (default: all of them) on `pairs` tuning pairs → {part: trials}.
 
     Candidates whose queries come out the same (a high threshold leaves no channel for any ε, say) are
     measured once."""
-    probe = Editor(generator, catalog)
-    parts = list(parts or judged_parts(probe))
-    unknown = sorted(set(parts) - set(judged_parts(probe)))
-    if unknown:
-        raise ValueError(f"can only tune parts the judge knows and the catalog names; not {unknown}")
-    seeds = tuning_seeds(2 * pairs)
     grid = list(grid or candidates())
-    psi = generator.config.truncation
     out: dict[str, list[Trial]] = {}
     with torch.inference_mode():
-        targets = Samples(probe, judge, seeds[0::2], psi, batch, progress)
-        references = Samples(probe, judge, seeds[1::2], psi, batch, progress)
+        parts, targets, references = _tuning_pairs(generator, catalog, judge, parts, pairs, batch, progress)
         bar = tqdm(total=len(parts) * len(grid), desc="tune", disable=not progress)
         for part in parts:
             out[part] = []
             measured: dict[tuple, Transfer] = {}
             for candidate in grid:
                 settings = candidate.apply(catalog, part)
-                editor = Editor(generator, replace(catalog, parts={**catalog.parts, part: settings}))
+                editor = Editor(generator, _with_part(catalog, settings))
                 q = editor.query(editor.resolve_query(part))
                 key = tuple((layer, v.numpy().tobytes()) for layer, v in sorted(q.items()) if v.any())
                 if key not in measured:
-                    measured[key], _ = transfer_of(editor, judge, targets, references, part, batch)
+                    measured[key] = summarize(transfer_of(editor, judge, targets, references, part, batch)[0])
                 out[part].append(Trial(candidate, settings, measured[key]))
                 bar.update()
         bar.close()
@@ -128,25 +137,21 @@ def ceiling(generator, catalog: Catalog, judge: Judge, parts: Sequence[str] | No
     """What each layer group can deliver at all: transfer and leak when every channel of the group moves (q = 1,
     toRGB included), for each judged part → {part: {group: Transfer}}. A part whose look no group moves without a
     large leak cannot be edited locally on this generator, whatever the settings."""
-    probe = Editor(generator, catalog)
-    parts = list(parts or judged_parts(probe))
-    seeds = tuning_seeds(2 * pairs)
-    psi = generator.config.truncation
     out: dict[str, dict[str, Transfer]] = {}
     with torch.inference_mode():
-        targets = Samples(probe, judge, seeds[0::2], psi, batch, progress)
-        references = Samples(probe, judge, seeds[1::2], psi, batch, progress)
+        parts, targets, references = _tuning_pairs(generator, catalog, judge, parts, pairs, batch, progress)
         for part in tqdm(parts, desc="ceiling", disable=not progress):
             out[part] = {}
             for group in LAYER_GROUPS:
-                weights = tuple((g, 1.0 if g == group else 0.0) for g in LAYER_GROUPS)
                 every = replace(catalog.parts[part], torgb=True, threshold=0.0, epsilon=1e4, epsilon_per_layer=(),
-                                epsilon_profile=weights)
-                editor = Editor(generator, replace(catalog, parts={**catalog.parts, part: every}))
-                out[part][group], _ = transfer_of(editor, judge, targets, references, part, batch)
+                                epsilon_profile={g: float(g == group) for g in LAYER_GROUPS})
+                editor = Editor(generator, _with_part(catalog, every))
+                out[part][group] = summarize(transfer_of(editor, judge, targets, references, part, batch)[0])
     return out
 
 
 def with_choices(catalog: Catalog, choices: dict[str, Trial]) -> Catalog:
     """The catalog with each chosen part's settings in place."""
-    return replace(catalog, parts={**catalog.parts, **{name: trial.part for name, trial in choices.items()}})
+    for trial in choices.values():
+        catalog = _with_part(catalog, trial.part)
+    return catalog

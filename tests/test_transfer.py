@@ -118,7 +118,7 @@ def test_choose_bounds_the_leak_then_wants_visible_then_transfer():
 
 
 def test_variety_counts_neighbouring_pairs_whose_colours_differ():
-    from localedit.evaluate import variety
+    from localedit.transfer import variety
 
     box = (4, 8, 4, 12)
     lab, labels = _scene([(50, 40, 20), (50, 40, 25), (50, -20, 20), (50, -20, 20)], [box] * 4)
