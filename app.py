@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, astuple
 from pathlib import Path
 
@@ -61,7 +60,7 @@ DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th per
 # Each part's saturating ε is on a 0.01 grid (Editor.epsilon_max), so the ε slider's step reaches it exactly.
 EPSILON_STEP = 0.01
 THRESHOLD_STEP = 0.01
-EXAMPLE_SEEDS = range(6)  # the examples' seed pairs: every ordered pair of distinct seeds from these
+FALLBACK_EXAMPLE = (0, 1)  # the seed pair of a part whose catalog stores no example
 
 
 # --- pictures and text -------------------------------------------------------------------------------------
@@ -210,21 +209,12 @@ def restore(link: str) -> dict:
     return {"controls": asdict(controls), "query": controls.query(), "notices": notices}
 
 
-def pick_examples(editor: Editor, seeds: Sequence[int] = EXAMPLE_SEEDS) -> list[list]:
-    """One example per part, [target, reference, part, ε, threshold] at the part's own settings: the seed pair
-    whose edit is the most plainly visible inside the part while local, In-MSE / (1 + Out-MSE) largest."""
-    pairs = [(t, r) for t in seeds for r in seeds if t != r]
-    rows = []
-    for part in editor.parts:
-        scores = []
-        for t, r in pairs:
-            e = editor.edit(t, r, part)
-            score = e.in_mse / (1 + e.out_mse)
-            scores.append(score if math.isfinite(score) else -math.inf)
-        t, r = pairs[int(np.argmax(scores))]
-        p = editor.catalog.parts[part]
-        rows.append([t, r, part, p.epsilon, p.threshold])
-    return rows
+def examples(editor: Editor) -> list[list]:
+    """One example per part, [target, reference, part, ε, threshold] at the part's own settings: the catalog's
+    example pair (`tune` picks a plainly visible one), else seeds 0 → 1."""
+    catalog = editor.catalog
+    return [[*catalog.examples.get(part, FALLBACK_EXAMPLE), part, p.epsilon, p.threshold]
+            for part, p in catalog.parts.items()]
 
 
 def _controls_update(c: Controls) -> list:
@@ -328,7 +318,7 @@ def hide_notice():
 
 
 _default_editor = MODELS.editor(MODELS.names[0])
-EXAMPLES = pick_examples(_default_editor)
+EXAMPLES = examples(_default_editor)
 DEFAULT_SEEDS = (EXAMPLES[0][0], EXAMPLES[0][1])
 DEFAULT = default_controls(MODELS.names[0], _default_editor, DEFAULT_SEEDS)
 FIRST_VIEW = edit_view(*astuple(DEFAULT))  # what the page shows before the link's own edit arrives

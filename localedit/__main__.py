@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -282,14 +283,23 @@ def _cmd_render_faces(args: argparse.Namespace) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
     from localedit.evaluate import TUNING_SEED
     from localedit.hub import save_catalog, writable_folder
     from localedit.judge import load_judge
     from localedit.transfer import Transfer
-    from localedit.tune import candidates, ceiling, choose, tune, with_choices
+    from localedit.tune import candidates, ceiling, choose, pick_examples, tune, with_choices
 
     model = _cataloged(args.model)
     folder = writable_folder(model, args.out) if args.write else None
+    if args.examples:
+        examples = pick_examples(Editor(model.generator, model.catalog), args.parts)
+        for part, (t, r) in examples.items():
+            print(f"{part:>12}: target {t}, reference {r}")
+        if args.write:
+            save_catalog(folder, replace(model.catalog, examples={**model.catalog.examples, **examples}))
+            print(f"wrote the examples into {folder}/catalog.json")
+        return
     if args.ceiling:
         table = ceiling(model.generator, model.catalog, load_judge(args.judge), args.parts, args.pairs)
         print(f"every channel of one layer group moved (toRGB included), {args.pairs} pairs from seed {TUNING_SEED}:")
@@ -323,8 +333,11 @@ def _cmd_tune(args: argparse.Namespace) -> None:
             print(f"{'':>{len(part)}}  no candidate keeps the leak ≤ {args.max_leak:g}: chose the least leaky")
         chosen[part] = best
     if args.write:
-        save_catalog(folder, with_choices(model.catalog, chosen))
-        print(f"\nwrote the chosen settings of {sorted(chosen)} into {folder}/catalog.json")
+        catalog = with_choices(model.catalog, chosen)
+        examples = pick_examples(Editor(model.generator, catalog), sorted(chosen))
+        save_catalog(folder, replace(catalog, examples={**catalog.examples, **examples}))
+        print(f"\nwrote the chosen settings of {sorted(chosen)}, and an example pair for each, into "
+              f"{folder}/catalog.json")
     else:
         print("\nnothing written; --write saves the chosen settings into the catalog")
 
@@ -501,6 +514,8 @@ def main(argv: list[str] | None = None) -> None:
                    "a Hub model)")
     p.add_argument("--ceiling", action="store_true", help="instead: what each layer group delivers when all of "
                    "its channels move, i.e. whether a part's look can be moved locally at all")
+    p.add_argument("--examples", action="store_true", help="instead: pick each part's example pair (the app's "
+                   "examples) at its current settings; --write stores them (--write without it stores them too)")
     p.set_defaults(func=_cmd_tune)
 
     p = command("evaluate", help="validity, cluster semantics, locality curves and realism vs the judge")

@@ -127,8 +127,9 @@ def contribution(a: Tensor, labels: Tensor, k: int, resize: str = "nearest") -> 
 
 
 _META_KEYS = {"format_version", "layer", "k", "n_samples", "truncation", "seed", "style_layers", "parts",
-              "timings", "fit_rows", "resize"}
-_OPTIONAL_META_KEYS = {"timings", "fit_rows", "resize"}  # catalogs written before they existed lack them
+              "timings", "fit_rows", "resize", "examples"}
+# Catalogs written before these existed lack them.
+_OPTIONAL_META_KEYS = {"timings", "fit_rows", "resize", "examples"}
 _PART_KEYS = {"clusters", "epsilon", "epsilon_per_layer", "threshold", "color", "torgb", "epsilon_profile"}
 _OPTIONAL_PART_KEYS = {"torgb", "epsilon_profile"}  # parts written before per-part settings existed lack them
 
@@ -143,6 +144,8 @@ class Catalog:
     fit_rows: how many rows k-means fitted its centroids on; None for all of them.
     resize: how Eq. 1 resized the cluster memberships to each layer, "bilinear" or "nearest"; catalogs
       written before the choice existed used "nearest".
+    examples: {part: (target seed, reference seed)}, a pair that shows the part's edit plainly (picked by
+      `tune.pick_examples`); the app offers them as its examples.
     """
 
     layer: str
@@ -156,6 +159,7 @@ class Catalog:
     timings: Mapping[str, float] = field(default_factory=dict)
     fit_rows: int | None = None
     resize: str = "nearest"  # how Eq. 1 resized U to each layer (see `contribution_sum`)
+    examples: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         k = self.k
@@ -182,6 +186,16 @@ class Catalog:
             unknown = sorted({layer for layer, _ in part.epsilon_per_layer} - set(self.M))
             if unknown:
                 raise ValueError(f"part {key!r}: epsilon_per_layer names unknown layers {unknown}")
+        examples = {}
+        for part, pair in dict(self.examples).items():
+            if part not in self.parts:
+                raise ValueError(f"an example for {part!r}, which is not a part; parts: {list(self.parts)}")
+            pair = tuple(pair)
+            if (len(pair) != 2 or pair[0] == pair[1]
+                    or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in pair)):
+                raise ValueError(f"example for {part!r} must be two different seeds ≥ 0, got {list(pair)}")
+            examples[part] = pair
+        object.__setattr__(self, "examples", examples)
 
     @property
     def style_layers(self) -> tuple[str, ...]:
@@ -252,14 +266,16 @@ class Catalog:
         unknown = sorted(names - set(self.parts))
         if unknown:
             raise ValueError(f"no such parts: {unknown}; parts: {list(self.parts)}")
-        return replace(self, parts={n: p for n, p in self.parts.items() if n not in names})
+        return replace(self, parts={n: p for n, p in self.parts.items() if n not in names},
+                       examples={n: e for n, e in self.examples.items() if n not in names})
 
     def to_state(self) -> tuple[dict, dict[str, Tensor]]:
         """(catalog.json content, catalog.safetensors tensors): "centroids" and one M per style layer."""
         meta = {"format_version": FORMAT_VERSION, "layer": self.layer, "k": self.k,
                 "n_samples": self.n_samples, "truncation": self.truncation, "seed": self.seed,
                 "style_layers": list(self.M), "parts": {name: p.to_dict() for name, p in self.parts.items()},
-                "timings": dict(self.timings), "fit_rows": self.fit_rows, "resize": self.resize}
+                "timings": dict(self.timings), "fit_rows": self.fit_rows, "resize": self.resize,
+                "examples": {part: list(pair) for part, pair in self.examples.items()}}
         tensors = {"centroids": self.centroids, **self.M}
         return meta, {key: t.detach().to("cpu", torch.float32).contiguous() for key, t in tensors.items()}
 
@@ -295,7 +311,8 @@ class Catalog:
                    truncation=float(meta["truncation"]), centroids=tensors["centroids"],
                    M={layer: tensors[layer] for layer in layers}, parts=parts, seed=int(meta["seed"]),
                    timings={key: float(v) for key, v in dict(meta.get("timings", {})).items()},
-                   fit_rows=fit_rows, resize=str(meta.get("resize", "nearest")))
+                   fit_rows=fit_rows, resize=str(meta.get("resize", "nearest")),
+                   examples=dict(meta.get("examples", {})))
 
 
 # --- building a catalog ----------------------------------------------------------------------------------

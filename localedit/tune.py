@@ -34,6 +34,7 @@ from localedit.transfer import Transfer, summarize
 THRESHOLDS = (0.03, 0.05, 0.1, 0.2, 0.3)
 PROFILES = tuple(p for p in itertools.product((0.0, 1.0), repeat=len(LAYER_GROUPS)) if any(p))
 EPSILON_SHARES = (0.5, 1.0)
+EXAMPLE_SEEDS = 6  # examples are ordered pairs of distinct seeds among the first few tuning seeds
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,22 @@ def with_choices(catalog: Catalog, choices: dict[str, Trial]) -> Catalog:
     for trial in choices.values():
         catalog = _with_part(catalog, trial.part)
     return catalog
+
+
+def pick_examples(editor: Editor, parts: Sequence[str] | None = None, n_seeds: int = EXAMPLE_SEEDS,
+                  progress: bool = True) -> dict[str, tuple[int, int]]:
+    """For each part (default: all), the (target, reference) pair among the first `n_seeds` tuning seeds whose
+    edit, at the part's settings, is the most plainly visible inside the part while local: the largest
+    In-MSE / (1 + Out-MSE). Stored as `Catalog.examples`, they are what the app offers as examples."""
+    seeds = tuning_seeds(n_seeds)
+    pairs = [(t, r) for t in seeds for r in seeds if t != r]
+    out = {}
+    with torch.inference_mode():
+        for part in tqdm(list(parts or editor.parts), desc="examples", disable=not progress):
+            scores = []
+            for t, r in pairs:
+                e = editor.edit(t, r, part)
+                score = e.in_mse / (1 + e.out_mse)
+                scores.append(score if math.isfinite(score) else -math.inf)
+            out[part] = pairs[max(range(len(pairs)), key=scores.__getitem__)]
+    return out

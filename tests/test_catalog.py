@@ -228,6 +228,7 @@ def test_state_round_trip():
     catalog = catalog.with_parts({"nose": [0]}).with_parts({}, epsilon={"nose": 2.5})
     catalog = replace(catalog, parts={**catalog.parts, "nose": replace(catalog.parts["nose"],
                                                                          epsilon_per_layer={"to_rgbs.0": 0.0})})
+    catalog = replace(catalog, examples={"eyes": (5, 2)})
     meta, tensors = catalog.to_state()
     assert set(tensors) == {"centroids", "conv1", "convs.0", "to_rgbs.0"}
     # Through real JSON text and safetensors bytes, as hub.py will store them.
@@ -241,6 +242,9 @@ def test_state_round_trip():
     older = {key: value for key, value in meta.items() if key not in ("fit_rows", "timings")}
     assert Catalog.from_state(older, tensors).fit_rows is None  # written before fit_rows existed
     assert back.parts == catalog.parts and dict(back.timings) == dict(catalog.timings)
+    assert back.examples == {"eyes": (5, 2)} and meta["examples"] == {"eyes": [5, 2]}
+    assert Catalog.from_state({k: v for k, v in meta.items() if k != "examples"}, tensors).examples == {}
+    assert back.without_parts(["eyes"]).examples == {}  # an example goes with its part
     assert list(back.M) == list(catalog.M)  # synthesis order survives safetensors' sorted keys
     assert torch.equal(back.centroids, catalog.centroids)
     assert all(torch.equal(back.M[k], catalog.M[k]) for k in catalog.M)
@@ -273,6 +277,11 @@ def test_state_validation():
         Catalog.from_state(broken(format_version=2), tensors)
     with pytest.raises(ValueError, match="fit_rows must be a positive integer"):
         Catalog.from_state(broken(fit_rows=0), tensors)
+    for pair in ([1, 1], [1], [-1, 2], [1.5, 2], [True, 2]):
+        with pytest.raises(ValueError, match="two different seeds"):
+            Catalog.from_state(broken(examples={"eyes": pair}), tensors)
+    with pytest.raises(ValueError, match="not a part"):
+        Catalog.from_state(broken(examples={"hair": [1, 2]}), tensors)
 
 
 def test_build_catalog_on_tiny_generator(tiny_generator):

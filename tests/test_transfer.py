@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from localedit.edit import Editor
+from localedit.evaluate import tuning_seeds
 from localedit.faces import PARTS
 from localedit.parts import Part
 from localedit.query import saturating_epsilon, sequential_query
 from localedit.transfer import Transfer, pair_figures, part_mask, summarize
-from localedit.tune import Candidate, Trial, choose
+from localedit.tune import Candidate, Trial, choose, pick_examples
 
 MOUTH, SKIN = PARTS.index("mouth"), PARTS.index("skin")
 
@@ -124,3 +125,15 @@ def test_variety_counts_neighbouring_pairs_whose_colours_differ():
     lab, labels = _scene([(50, 40, 20), (50, 40, 25), (50, -20, 20), (50, -20, 20)], [box] * 4)
     # pairs (0, 1): 5 ΔE apart, (1, 2): 60 apart, (2, 3): the same colour
     assert variety(["mouth"], lab, labels) == {"mouth": pytest.approx(1 / 3)}
+
+
+def test_examples_are_the_most_visible_local_pair_of_tuning_seeds(tiny_generator, tiny_catalog):
+    editor = Editor(tiny_generator, tiny_catalog)
+    examples = pick_examples(editor, n_seeds=4, progress=False)
+    assert set(examples) == {"eyes", "mouth"}
+    seeds = tuning_seeds(4)
+    for part, (t, r) in examples.items():
+        scores = {(a, b): e.in_mse / (1 + e.out_mse) for a in seeds for b in seeds if a != b
+                  for e in [editor.edit(a, b, part)]}
+        assert len(scores) == 12 and scores[t, r] == max(scores.values())
+    assert pick_examples(editor, ["mouth"], n_seeds=4, progress=False) == {"mouth": examples["mouth"]}
