@@ -137,7 +137,11 @@ CSS = """
 .legend .part.selected { opacity: 1; font-weight: 600; }
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
             vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
-/* On a phone the columns stack: the result comes first, the controls under it. */
-@media (max-width: 768px) { #outputs { order: -1; } }
+/* On a phone the columns stack: the result comes first, the controls under it. Each pane is then as tall as it is
+   wide, like its square image, so no blank strip is left under the picture (or under the slider's divider). */
+@media (max-width: 768px) {
+  #outputs { order: -1; }
+  #edited, #slider, #reference-out, #diff { height: auto !important; aspect-ratio: 1 / 1; }
+}
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")

@@ -424,6 +424,9 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert small.evaluate("document.documentElement.scrollWidth") <= 390
             thumb, number = small.locator("#target-thumb").bounding_box(), small.locator("#target").bounding_box()
             assert abs(thumb["y"] - number["y"]) < 40  # the thumbnail sits beside its seed, not on a row of its own
+            for pane in ("#edited", "#slider", "#reference-out", "#diff"):  # no blank strip under a picture
+                box, image = small.locator(pane).bounding_box(), small.locator(f"{pane} img").first.bounding_box()
+                assert abs(box["height"] - image["height"]) <= 2 and abs(box["height"] - box["width"]) <= 2, pane
             assert not errors, errors
         finally:
             browser.close()
