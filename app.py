@@ -132,7 +132,7 @@ def _views(model: str, editor: Editor, r: EditResult) -> tuple:
     color = editor.catalog.parts[r.params.part].color
     # Drawn at half the scale and doubled, so that the part's outline is two pixels wide.
     scale = max(1, DIFF_SIZE // r.diff.shape[0])
-    diff = diff_image(r.diff, r.roi, color, scale=max(1, scale // 2),
+    diff = diff_image(r.diff, [(r.roi, color)], scale=max(1, scale // 2),
                       vmax=max(float(np.percentile(r.diff, 99)), DIFF_FLOOR))
     diff = upscale(diff, scale // max(1, scale // 2))
     p = r.params

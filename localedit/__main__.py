@@ -131,26 +131,45 @@ def _torgb_override(value: str | None) -> bool | None:
 
 
 def _cmd_edit(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from localedit.composite import composite, parse_row
     from localedit.edit import Editor
-    from localedit.sheets import edit_grid, edit_strip
+    from localedit.sheets import composite_strip, edit_grid, edit_strip
 
     targets = args.targets or ([args.target] if args.target is not None else [])
     references = args.references or ([args.reference] if args.reference is not None else [])
-    if not targets or not references:
+    if args.composite is not None:
+        if args.grid or references or args.part or args.method != "sequential" or args.lam is not None \
+                or args.epsilon is not None or args.threshold is not None:
+            raise ValueError("--composite takes the references, parts and ε from its rows (PART=SEED[:EPSILON]), "
+                             "and its own parts' thresholds: drop --grid, --reference(s), --part, --epsilon, "
+                             "--threshold, --method and --lam")
+        rows = [parse_row(text) for text in args.composite]  # before any model loads: a typo fails fast
+        if args.target is None:
+            raise ValueError("name the target with --target")
+    elif not targets or not references:
         raise ValueError("name the images: --target and --reference (with --grid, --targets and --references)")
-    if not args.grid and args.part is None:
+    elif not args.grid and args.part is None:
         raise ValueError("name the part to edit with --part")
+    if args.image_only and args.grid:
+        raise ValueError("--image-only writes one edited image; a grid has many")
     output = _output(args.output)
     model = _cataloged(args.model)
     editor = Editor(model.generator, model.catalog, include_torgb=_torgb_override(args.torgb))
     knobs = dict(epsilon=args.epsilon, threshold=args.threshold, method=args.method, lam=args.lam,
                  truncation=args.truncation)
-    if args.grid:
+    if args.composite is not None:
+        result = composite(editor, args.target, rows, args.truncation)
+        image = Image.fromarray(result.edited) if args.image_only else composite_strip(editor, result)
+        print("  ".join(f"{part}: in-MSE {v:.2f}, {result.changed[part]} channels" for part, v in
+                        result.in_mse.items()) + f"  out-MSE (outside every part) {result.out_mse:.2f}")
+    elif args.grid:
         parts = args.part.split(",") if args.part else list(editor.parts)
         image = edit_grid(editor, targets, references, parts, **knobs)
     else:
         result = editor.edit(args.target, args.reference, args.part, **knobs)
-        image = edit_strip(editor, result)
+        image = Image.fromarray(result.edited) if args.image_only else edit_strip(editor, result)
         print(f"in-MSE {result.in_mse:.2f}  out-MSE {result.out_mse:.2f}  "
               f"channels changed {sum(result.changed.values())}")
     image.save(output)
@@ -447,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
                    "a Hub model; default: the model's own folder)")
     p.set_defaults(func=_cmd_label)
 
-    p = command("edit", help="edit one image (a strip) or a Fig. 3 grid")
+    p = command("edit", help="edit one image (a strip), composite several parts, or draw a Fig. 3 grid")
     _model(p, "a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--target", type=int, help="the target's seed")
     p.add_argument("--reference", type=int, help="the reference's seed")
@@ -463,6 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--torgb", choices=["on", "off"], help="edit the toRGB layers' styles for every part, or none "
                    "(default: each part's own setting)")
     p.add_argument("--grid", action="store_true", help="targets × references for each part")
+    p.add_argument("--composite", nargs="+", metavar="PART=SEED[:EPSILON]", help="several parts from several "
+                   "references in one edit of --target, e.g. hair=7 eyes=12:30 mouth=40 (ε defaults to the part's)")
+    p.add_argument("--image-only", action="store_true", help="write only the edited image, at the model's "
+                   "resolution (default: a strip of target, references, edit and diff)")
     p.add_argument("-o", "--output", required=True, help="the PNG to write (its folder is made if missing)")
     p.set_defaults(func=_cmd_edit)
 

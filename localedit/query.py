@@ -10,12 +10,15 @@ layer. The queries:
 
 `M` is always a part's row of the catalog matrix for each style layer: {layer: [C_l]}, the sum of its clusters'
 rows (Eq. 1). Every function is pure and keeps the dtype and device of its inputs.
+
+A composite (several parts from several references, composite.py) applies Eq. 3 once per row; `claim` first
+gives each channel that several rows would move to one of them, so the rows' terms never add up on a channel.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -147,4 +150,32 @@ def interpolate(
                              f"reference {reference.shape[1]}, q {weight.shape[0]}")
         # lerp is exact at both ends (q = 0 gives σ_T, q = 1 gives σ_R), so the identities hold bit for bit.
         out[layer] = torch.lerp(target, reference, weight.to(target.dtype))
+    return out
+
+
+def claim(queries: Sequence[Mapping[str, Tensor]],
+          relevance: Sequence[Mapping[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """Resolve a composite's overlapping queries: a channel that several rows move (q > 0) goes to the row whose
+    part is the most relevant to it, the largest M_part for that channel (the earlier row on a tie); the other
+    rows leave it alone (q = 0 there).
+
+    queries: per row, {layer: q [C_l]}; relevance: per row, its part's M rows {layer: [C_l]} covering at least
+    the row's query layers. Returns new per-row queries; with no overlap they equal the inputs.
+    """
+    if len(queries) != len(relevance):
+        raise ValueError(f"need one relevance per query, got {len(queries)} queries and {len(relevance)}")
+    out = [{layer: q.clone() for layer, q in row.items()} for row in queries]
+    for layer in {layer for row in queries for layer in row}:
+        rows = [i for i, row in enumerate(queries) if layer in row]
+        if len(rows) < 2:
+            continue
+        missing = [i for i in rows if layer not in relevance[i]]
+        if missing:
+            raise ValueError(f"rows {missing} have a query for {layer!r} but no M row for it")
+        moved = torch.stack([queries[i][layer] > 0 for i in rows])  # [R, C]
+        m = torch.stack([relevance[i][layer].to(torch.float64) for i in rows])
+        # argmax returns the first maximum, so a tie goes to the earlier row.
+        winner = torch.where(moved, m, torch.tensor(-math.inf, dtype=m.dtype)).argmax(dim=0)
+        for j, i in enumerate(rows):
+            out[i][layer][moved[j] & (winner != j)] = 0
     return out

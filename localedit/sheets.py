@@ -1,4 +1,4 @@
-"""Composite pictures of a model: a sample grid, the catalog contact sheet, edit strips and the paper's Fig. 3 grid."""
+"""Pictures of a model: a sample grid, the catalog contact sheet, edit and composite strips, the paper's Fig. 3 grid."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from localedit import viz
+from localedit.composite import CompositeResult
 from localedit.edit import Editor, EditResult, to_uint8
 from localedit.stylegan2 import Generator
 
@@ -59,10 +60,24 @@ def edit_strip(editor: Editor, result: EditResult) -> Image.Image:
     scale = _scale_for(result.target)
     color = editor.catalog.parts[result.params.part].color
     images = [viz.upscale(result.target, scale), viz.upscale(result.reference, scale),
-              viz.upscale(result.edited, scale), viz.diff_image(result.diff, result.roi, color, scale)]
+              viz.upscale(result.edited, scale), viz.diff_image(result.diff, [(result.roi, color)], scale)]
     p = result.params
     captions = [f"target {p.target}", f"reference {p.reference}", f"edited: {p.part}",
                 f"diff  in {result.in_mse:.1f} / out {result.out_mse:.1f}"]
+    return viz.labelled_row(images, captions)
+
+
+def composite_strip(editor: Editor, result: CompositeResult) -> Image.Image:
+    """target | each row's reference | the composite | diff (each part's region outlined in its colour)."""
+    scale = _scale_for(result.target)
+    p = result.params
+    colors = {part: editor.catalog.parts[part].color for part in p.parts}
+    images = [viz.upscale(result.target, scale)]
+    images += [viz.upscale(reference, scale) for reference in result.references]
+    images += [viz.upscale(result.edited, scale),
+               viz.diff_image(result.diff, [(result.rois[part], colors[part]) for part in p.parts], scale)]
+    captions = [f"target {p.target}"] + [f"{row.part}: {row.reference}" for row in p.rows]
+    captions += ["composite", f"diff  outside {result.out_mse:.1f}"]
     return viz.labelled_row(images, captions)
 
 

@@ -7,6 +7,7 @@ the app and the evaluation share one look.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -61,12 +62,13 @@ def heatmap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return _LUT[idx.round().astype(np.uint8)]
 
 
-def diff_image(diff: np.ndarray, roi: np.ndarray, color: str, scale: int = 1,
+def diff_image(diff: np.ndarray, regions: Sequence[tuple[np.ndarray, str]], scale: int = 1,
                vmax: float | None = None) -> np.ndarray:
-    """The squared-error heatmap, upscaled, with the ROI outline drawn in the part's colour."""
+    """The squared-error heatmap, upscaled, with each region's outline drawn in its colour: regions are
+    (bool mask [H, W], '#rrggbb') pairs, one per edited part."""
     image = upscale(heatmap(diff, vmax), scale)
-    edge = outline(upscale(roi, scale))
-    image[edge] = hex_to_rgb(color)
+    for roi, color in regions:
+        image[outline(upscale(roi, scale))] = hex_to_rgb(color)
     return image
 
 

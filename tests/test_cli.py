@@ -93,6 +93,32 @@ def test_edit_strip_and_grid(model_dir, tmp_path):
     assert grid.width > grid.height / 2  # 4 columns × (1 + 2 parts × 2 targets) rows
 
 
+def test_edit_composite_and_image_only(model_dir, tmp_path):
+    from localedit.composite import composite
+    from localedit.edit import Editor
+    from localedit.hub import load_model
+
+    out = run("edit", "--model", str(model_dir), "--target", "3", "--composite", "eyes=7:30", "mouth=9",
+              "-o", str(tmp_path / "strip.png"))
+    assert "eyes: in-MSE" in out and "mouth: in-MSE" in out and "outside every part" in out
+    strip = Image.open(tmp_path / "strip.png")  # target, 2 references, composite, diff
+    assert strip.width > 5 * 192
+    run("edit", "--model", str(model_dir), "--target", "3", "--composite", "eyes=7:30", "mouth=9", "--image-only",
+        "-o", str(tmp_path / "composite.png"))
+    model = load_model(model_dir)
+    expected = composite(Editor(model.generator, model.catalog), 3, [("eyes", 7, 30.0), ("mouth", 9)]).edited
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "composite.png")), expected)
+    run("edit", "--model", str(model_dir), "--target", "3", "--reference", "7", "--part", "eyes", "--image-only",
+        "-o", str(tmp_path / "single.png"))
+    single = Editor(model.generator, model.catalog).edit(3, 7, "eyes").edited
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "single.png")), single)
+    for args, message in ((["eyes=7", "eyes=8"], "row 2 (eyes): part 'eyes' is already in row 1"),
+                          (["eyes:7"], "PART=SEED"), (["eyes=7", "--part", "eyes"], "drop --grid")):
+        assert message in _fails("edit", "--model", str(model_dir), "--target", "3", "--composite", *args,
+                                 "-o", str(tmp_path / "bad.png"))
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_edit_is_reproducible_across_processes(model_dir, tmp_path):
     for name in ("a.png", "b.png"):
         run("edit", "--model", str(model_dir), "--target", "11", "--reference", "12", "--part", "mouth",
