@@ -228,6 +228,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats})")
     print(f"synthesize      {e['synthesize_s'] * 1e3:8.2f} ms")
     print(f"edit ÷ synth    {e['edit_over_synthesize']:8.3f}   (goal ≤ 1.15)")
+    print(f"composite ÷ synth {e['composite_over_synthesize']:6.3f}   (warm, {e['composite_rows']} rows; goal ≤ 1.15)")
     print(f"query           {e['query_s'] * 1e3:8.3f} ms")
     fit = f", k-means fitted on {args.fit_rows} rows" if args.fit_rows else ""
     print(f"catalog build   generation {c['generation_s']:.2f} s, clustering {c['clustering_s']:.2f} s "
@@ -382,6 +383,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     for part, t in metrics["transfer"].items():
         print(f"{part:>12} {Transfer(**t).row()}   "
               f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%}")
+    composite = metrics["composite"]
+    if composite:
+        print(f"composites: {composite['sets']} held-out sets of 2–4 parts ({composite['rows']} rows); each part "
+              f"in the composite | alone:")
+        header = f"{'colour':>7} {'shape':>6} {'visible':>8}"
+        print(f"{'part':>12} {header} | {header}")
+        for part, t in composite["parts"].items():
+            c, s = Transfer(**t["composite"]), Transfer(**t["single"])
+            print(f"{part:>12} {c.color:7.2f} {c.shape:6.2f} {c.visible:8.0%} | {s.color:7.2f} {s.shape:6.2f} "
+                  f"{s.visible:8.0%}")
+        print(f"leak outside the union of the parts: {composite['leak']:.3f}")
     print(f"wrote {args.out}/metrics.json, transfer.png, locality_*.png, heatmaps.png")
 
 

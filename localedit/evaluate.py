@@ -13,7 +13,9 @@ exact, says where each part is in every generated image. Reported (metrics.json,
 - realism (Table 1): Fréchet distance in the judge's feature space, procedural vs generated and vs edited;
 - transfer (transfer.py): whether each part ends up looking like the reference's, at the part's settings, with
   a picture of target | reference | edited for a few pairs per part; and the colour variety of each part in the
-  procedural faces and in the generated ones, since no edit can move a look the generator does not vary.
+  procedural faces and in the generated ones, since no edit can move a look the generator does not vary;
+- composites (composite_eval.py): each part's transfer inside a 2–4-part composite against its single edit,
+  and the leak outside the union of the parts.
 
 Every seed scored here lies outside the tuning range that labelling and tuning draw from, and outside the
 catalog's samples; `evaluate` refuses a budget that would overlap them.
@@ -28,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from localedit import viz
 from localedit.color import in_out_mse, srgb_to_lab
+from localedit.composite_eval import composite_sets, measure_composites, seeds_used
 from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
@@ -71,22 +73,6 @@ def _batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _for_judge(images: Tensor, judge: Judge) -> Tensor:
-    """Generated images at the judge's resolution (models of other sizes are resampled)."""
-    size = judge.config.size
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def _segment(judge: Judge, images: Tensor) -> Tensor:
-    """Judge labels at the images' own resolution [B, H, W]."""
-    labels = judge.segment(_for_judge(images, judge))
-    if labels.shape[-1] == images.shape[-1]:
-        return labels
-    return F.interpolate(labels[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0].long()
-
-
 class Samples:
     """A batch of generated samples: styles, images (and in CIELAB), cluster maps and judge labels, computed once."""
 
@@ -100,7 +86,7 @@ class Samples:
             styles.append(s)
             images.append(image.clamp(-1, 1))
             clusters.append(cl)
-            labels.append(_segment(judge, image.clamp(-1, 1)))
+            labels.append(judge.labels(image.clamp(-1, 1)))
         self.styles = {k: torch.cat([s[k] for s in styles]) for k in styles[0]}
         self.images = torch.cat(images)
         self.clusters = torch.cat(clusters)
@@ -276,7 +262,7 @@ def transfer_of(editor: Editor, judge: Judge, targets: Samples, references: Samp
     transfer figures (`transfer.pair_figures`; `transfer.summarize` makes the part's Transfer of them) and the
     edited images [B, 3, H, W]."""
     edited = _edit_batch(editor, targets, references, editor.query(editor.resolve_query(part, **knobs)), batch)
-    labels = torch.cat([_segment(judge, edited[sl]) for sl in _batches(len(edited), batch)])
+    labels = torch.cat([judge.labels(edited[sl]) for sl in _batches(len(edited), batch)])
     figures = pair_figures(part, targets.lab, references.lab, srgb_to_lab(edited), targets.labels,
                            references.labels, labels)
     return figures, edited
@@ -298,7 +284,7 @@ def transfer_section(editor: Editor, judge: Judge, targets: Samples, references:
 
 
 def _features(judge: Judge, images: Tensor, batch: int) -> np.ndarray:
-    return torch.cat([judge.features(_for_judge(images[sl], judge)) for sl in _batches(len(images), batch)]).numpy()
+    return torch.cat([judge.features(judge.resized(images[sl])) for sl in _batches(len(images), batch)]).numpy()
 
 
 def realism(editor: Editor, judge: Judge, samples: Samples, procedural: Tensor, batch: int) -> dict[str, float]:
@@ -354,8 +340,9 @@ def save_heatmaps(heatmaps: dict[str, np.ndarray], path: Path) -> None:
 def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, progress: bool = True) -> dict:
     """Run every measurement, write metrics.json and the PNGs into `out`, and return the metrics."""
     catalog = editor.catalog
-    check_held_out(range(EVAL_SEED, EVAL_SEED + budget.samples + 2 * budget.pairs),
-                   range(catalog.seed, catalog.seed + catalog.n_samples))
+    # Composites take the seeds after the pairs': 2 to 4 rows per set, one set per pair budget.
+    sets = composite_sets(judged_parts(editor), budget.pairs, EVAL_SEED + budget.samples + 2 * budget.pairs)
+    check_held_out(range(EVAL_SEED, seeds_used(sets).stop), range(catalog.seed, catalog.seed + catalog.n_samples))
     out.mkdir(parents=True, exist_ok=True)
     psi = editor.generator.config.truncation
     with torch.inference_mode():
@@ -367,6 +354,7 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
         references = Samples(editor, judge, pair_seeds[1::2].tolist(), psi, budget.batch, progress)
         curves, heatmaps = locality(editor, targets, references, budget.batch, progress)
         transfer, sheet = transfer_section(editor, judge, targets, references, budget.batch, progress)
+        composites = measure_composites(editor, judge, sets, psi, progress) if len(judged_parts(editor)) > 1 else {}
         metrics: dict = {
             "samples": budget.samples,
             "pairs_per_part": budget.pairs,
@@ -375,6 +363,7 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
             "unjudged_parts": [p for p in editor.parts if p not in PARTS],
             "realism": realism(editor, judge, samples, procedural, budget.batch),
             "transfer": transfer,
+            "composite": composites,
             "color_variety": {
                 "procedural": variety(judged_parts(editor), srgb_to_lab(procedural), torch.from_numpy(truth).long()),
                 "generated": variety(judged_parts(editor), samples.lab, samples.labels)},

@@ -91,6 +91,20 @@ class Judge(nn.Module):
         self._check(images)
         return self(images).argmax(dim=1)
 
+    def resized(self, images: Tensor) -> Tensor:
+        """Generated images at the judge's resolution (models of other sizes are resampled)."""
+        size = self.config.size
+        if images.shape[-1] == size:
+            return images
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+    def labels(self, images: Tensor) -> Tensor:
+        """`segment` for images of any size: labels long [B, H, W] at the images' own resolution."""
+        labels = self.segment(self.resized(images))
+        if labels.shape[-1] == images.shape[-1]:
+            return labels
+        return F.interpolate(labels[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0].long()
+
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:
         """Images [B, 3, H, W] in [-1, 1] → [B, sum(channels)]: every encoder level, average-pooled.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from localedit.composite_eval import composite_sets, measure_composites, seeds_used
 from localedit.edit import Editor
 from localedit.evaluate import (
     QUICK,
@@ -77,6 +78,30 @@ def test_numbers_are_finite_and_in_range(metrics):
     for source in ("procedural", "generated"):
         assert set(m["color_variety"][source]) == {"eyes", "mouth"}
         assert all(0 <= v <= 1 for v in m["color_variety"][source].values()), source
+    c = m["composite"]  # two judged parts: every set has both
+    assert c["sets"] == QUICK.pairs and c["rows"] == 2 * QUICK.pairs and math.isfinite(c["leak"]) and c["leak"] >= 0
+    assert set(c["parts"]) == {"eyes", "mouth"}
+    assert all(set(t) == {"composite", "single"} and t["composite"]["pairs"] == QUICK.pairs
+               for t in c["parts"].values())
+
+
+def test_composite_sets_draw_distinct_parts_on_consecutive_seeds():
+    parts = ["eyes", "mouth", "nose", "hair", "skin"]
+    sets = composite_sets(parts, 7, 1000)
+    assert [len(rows) for _, rows in sets] == [2, 3, 4, 2, 3, 4, 2]
+    seeds = [s for target, rows in sets for s in (target, *(r for _, r in rows))]
+    assert seeds == list(range(1000, 1000 + len(seeds))) and seeds_used(sets) == range(1000, 1000 + len(seeds))
+    assert all(len({p for p, _ in rows}) == len(rows) and {p for p, _ in rows} <= set(parts) for _, rows in sets)
+    assert composite_sets(parts, 7, 1000) == sets  # seeded
+    assert [len(rows) for _, rows in composite_sets(["eyes", "mouth"], 3, 0)] == [2, 2, 2]
+
+
+def test_a_one_row_composite_measures_as_its_single_edit(tiny_generator, tiny_catalog):
+    editor = Editor(tiny_generator, tiny_catalog)
+    sets = [(10 + 2 * i, [("eyes" if i % 2 else "mouth", 11 + 2 * i)]) for i in range(4)]
+    m = measure_composites(editor, FixedLayoutJudge().eval(), sets, progress=False)
+    for part, t in m["parts"].items():
+        assert t["composite"] == t["single"] and t["composite"]["pairs"] == 2, part
 
 
 def test_structure_validity_rejects_missing_parts():
