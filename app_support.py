@@ -104,16 +104,19 @@ def configure_process() -> None:
         pass
 
 
-# Runs in the browser when the edit's query changes: the address bar follows the controls, and the link box
-# gets the full link. Inside a Space the app is an iframe, so the Space page is asked to update its own URL.
-SYNC_LINK_JS = """(query) => {
+def sync_link_js(mode: str) -> str:
+    """Runs in the browser when a mode's query, or the mode on show, changes: the mode's link box gets its full
+    link, and when `mode` is the one on show the address bar follows it. Inside a Space the app is an iframe, so
+    the Space page is asked to update its own URL."""
+    return """(query, mode) => {
+  const shown = mode === "MODE";
   if (!query) return "";
   const url = new URL(window.location.href);
   url.search = query;
-  window.history.replaceState(null, "", url);
   let link = url.toString();
+  if (shown) window.history.replaceState(null, "", url);
   if (window.parent !== window) {
-    window.parent.postMessage({ queryString: query }, "https://huggingface.co");
+    if (shown) window.parent.postMessage({ queryString: query }, "https://huggingface.co");
     if (document.referrer.startsWith("https://huggingface.co/spaces/")) {
       const space = new URL(document.referrer);
       space.search = query;
@@ -121,7 +124,9 @@ SYNC_LINK_JS = """(query) => {
     }
   }
   return link;
-}"""
+}""".replace("MODE", mode)
+
+
 COPY_LINK_JS = """(link) => {
   if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
   return link;
@@ -137,11 +142,14 @@ CSS = """
 .legend .part.selected { opacity: 1; font-weight: 600; }
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
             vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
+#composite-stats th, #composite-stats td { white-space: nowrap; }
 /* On a phone the columns stack: the result comes first, the controls under it. Each pane is then as tall as it is
    wide, like its square image, so no blank strip is left under the picture (or under the slider's divider). */
 @media (max-width: 768px) {
-  #outputs { order: -1; }
-  #edited, #slider, #reference-out, #diff { height: auto !important; aspect-ratio: 1 / 1; }
+  #outputs, #composite-outputs { order: -1; }
+  #edited, #slider, #reference-out, #diff, #composite-edited, #composite-slider, #composite-diff {
+    height: auto !important; aspect-ratio: 1 / 1; }
+  #composite-stats th, #composite-stats td { padding: 4px 6px; }  /* the table fits the screen */
 }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")

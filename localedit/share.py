@@ -3,7 +3,9 @@ testable Python.
 
 A link or an API call names a model by its key in the allowlist, so no other path or repo can ever be opened.
 `Controls.query()` writes a link that `parse_link` reads back exactly (ε and the other floats round-trip bit for
-bit), and `parse_link` turns a bad value into its default plus a notice, never an error.
+bit), and `parse_link` turns a bad value into its default plus a notice, never an error. A composite link
+(`CompositeControls`, `?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=`) is read the same way by
+`parse_link` (its model, target and ψ) and then `parse_composite` (its rows).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from localedit.composite import MAX_ROWS
 from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
 from localedit.hub import EDITABLE_FILES, load_model, parse_repo_id
 
@@ -93,6 +96,29 @@ class Controls:
         return "?" + urlencode({key: _text(getattr(self, key)) for key in LINK_KEYS}, safe="/@")
 
 
+CompositeRow = tuple[str, int, float]  # part, reference seed, ε
+
+
+@dataclass(frozen=True)
+class CompositeControls:
+    """Everything a composite link sets: the target, its rows (part, reference seed, ε) and ψ, on a model.
+
+    `query()` writes every row's ε, so the link restores the same bytes even if the catalog's defaults change:
+    ?model=faces64&target=3&composite=hair:7:88.52,eyes:12:30&truncation=0.7 (rows apart by commas; a part name
+    with a comma, colon or % in it is percent-encoded once more)."""
+
+    model: str
+    target: int
+    rows: tuple[CompositeRow, ...]
+    truncation: float
+
+    def query(self) -> str:
+        rows = ",".join(f"{quote(part, safe='')}:{reference}:{_text(epsilon)}"
+                        for part, reference, epsilon in self.rows)
+        return "?" + urlencode({"model": self.model, "target": self.target, "composite": rows,
+                                "truncation": _text(self.truncation)}, safe="/@:,")
+
+
 def _text(value: object) -> str:
     # repr is the shortest text that reads back to the same float, so a link restores ε bit for bit; a whole
     # float drops its ".0" (ε 30.0 reads "30"), and text, such as a model "owner/x@v1.0", stays as it is.
@@ -130,6 +156,33 @@ def default_controls(model: str, editor: Editor, seeds: tuple[int, int]) -> Cont
     part = editor.parts[0]
     p = editor.resolve(seeds[0], seeds[1], part)
     return Controls(model, p.target, p.reference, part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
+
+
+def another_seed(target: int, seeds: tuple[int, int]) -> int:
+    """A reference for `target` when none is given: the first of `seeds` that is another image."""
+    return next(s for s in (*seeds, target + 1, 0) if s != target and 0 <= s <= MAX_SEED)
+
+
+def default_row(editor: Editor, part: str, target: int, seeds: tuple[int, int]) -> CompositeRow:
+    """A new composite row for `part`: the reference of the part's catalog example (`tune` picked one that shows
+    the part plainly), else seeds[1], and never the target itself; ε the part's own."""
+    reference = editor.catalog.examples.get(part, seeds)[1]
+    if reference == target:
+        reference = another_seed(target, seeds)
+    return part, reference, editor.resolve_query(part).epsilon
+
+
+def default_rows(editor: Editor, target: int, seeds: tuple[int, int], size: int = 3) -> tuple[CompositeRow, ...]:
+    """The rows a composite starts from: the default rows of the catalog's first `size` parts."""
+    return tuple(default_row(editor, part, target, seeds) for part in editor.parts[:size])
+
+
+def default_composite(model: str, editor: Editor, seeds: tuple[int, int], target: int | None = None,
+                      truncation: float | None = None) -> CompositeControls:
+    """The composite a page starts from: the default rows on the target (seeds[0] unless given), at the model's
+    ψ unless given."""
+    target = seeds[0] if target is None else target
+    return CompositeControls(model, target, default_rows(editor, target, seeds), editor.resolve_truncation(truncation))
 
 
 def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Callable[[str], Editor],
@@ -187,9 +240,58 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
                 notices.append(f"{cut(str(e))}; using {_text(values[key])}")
     if "reference" not in given and values["reference"] == values["target"]:
         # A short link names only a target: the default reference must be another image, or nothing changes.
-        values["reference"] = next(s for s in (*seeds, values["target"] + 1, 0) if s != values["target"]
-                                   and 0 <= s <= MAX_SEED)
+        values["reference"] = another_seed(values["target"], seeds)
     return Controls(**values), notices
+
+
+def parse_composite(query: Mapping[str, object], controls: Controls, editor: Editor,
+                    seeds: tuple[int, int] = (0, 1)) -> tuple[CompositeControls | None, list[str]]:
+    """A link's composite rows → the composite it asks for, on the model, target and ψ that `parse_link` read
+    from the same link (so a bad one of those is noticed once), and one notice per value that fell back.
+    None when the link has no `composite` key: it is a single edit's.
+
+    A row is PART:SEED or PART:SEED:EPSILON; ε left out is the part's. A row that cannot be used (not a row,
+    a part the model lacks or that an earlier row has, a bad seed) is left out; a bad ε falls back to the
+    part's; past MAX_ROWS rows the rest are left out. When no row is left, the default rows are shown.
+    """
+    if "composite" not in query:
+        return None, []
+    value = query["composite"]
+    items = value.split(",") if isinstance(value, str) and value.strip() else []
+    notices: list[str] = []
+    if len(items) > MAX_ROWS:
+        notices.append(f"a composite has at most {MAX_ROWS} rows, got {len(items)}; using the first {MAX_ROWS}")
+        items = items[:MAX_ROWS]
+    rows: list[CompositeRow] = []
+    for i, item in enumerate(items, 1):
+        part, *fields = item.split(":")
+        part = unquote(part)
+        row = f"composite row {i} {short(item)}"
+        if len(fields) not in (1, 2):
+            notices.append(f"{row} is not PART:SEED or PART:SEED:EPSILON; left out")
+        elif part not in editor.parts:
+            notices.append(f"{row}: part {short(part)} is not in {controls.model}'s catalog "
+                           f"({', '.join(editor.parts)}); left out")
+        elif any(part == other for other, *_ in rows):
+            notices.append(f"{row}: {part} is in an earlier row already; left out")
+        else:
+            try:
+                reference = parse_seed("reference", fields[0])
+            except ValueError as e:
+                notices.append(f"{row}: {cut(str(e))}; left out")
+                continue
+            epsilon = editor.resolve_query(part).epsilon
+            if len(fields) == 2:
+                try:
+                    epsilon = editor.resolve_query(part, parse_number("epsilon", fields[1])).epsilon
+                except ValueError as e:
+                    notices.append(f"{row}: {cut(str(e))}; using {_text(epsilon)}")
+            rows.append((part, reference, epsilon))
+    if not rows:
+        rows = default_rows(editor, controls.target, seeds)
+        notices.append(f"the composite {short(value)} has no row to use; showing "
+                       f"{', '.join(f'{part} from {reference}' for part, reference, _ in rows)}")
+    return CompositeControls(controls.model, controls.target, tuple(rows), controls.truncation), notices
 
 
 def query_of(link: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 import random
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -450,3 +451,200 @@ def test_a_link_keeps_text_that_ends_in_dot_zero():
     controls = share.Controls("owner/x@v1.0", 3, 7, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
     query = share.query_of(controls.query())
     assert query["model"] == "owner/x@v1.0" and query["epsilon"] == "30"  # whole floats still read short
+
+
+# --- the composite ------------------------------------------------------------------------------------------------
+# After the Hub model's first-use test above: the three-row composites here use its third part, hair.
+
+
+def _bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def test_composite_endpoint_is_the_library_composite(app, client, tiny_generator, tiny_catalog):
+    from localedit.composite import composite
+
+    expected = composite(Editor(tiny_generator, tiny_catalog), 1, [("eyes", 2), ("mouth", 5, 4.5)], truncation=0.6)
+    for rows in ("eyes=2 mouth=5:4.5", " eyes = 2 ,mouth=5 : 4.5 ", ["eyes=2", ["mouth", 5.0, 4.5]],
+                 [["eyes", "2"], ["mouth", 5, 4.5]]):
+        edited, (target, edited_too), diff, stats, query = client.predict("tiny", 1, rows, 0.6, api_name="/composite")
+        assert np.array_equal(_pixels(edited), expected.edited) and np.array_equal(_pixels(edited_too), expected.edited)
+        assert np.array_equal(_pixels(target), expected.target)
+        assert query == "?model=tiny&target=1&composite=eyes:2:30,mouth:5:4.5&truncation=0.6"
+    assert _pixels(diff).shape == (256, 256, 3)
+    for part, colour in (("eyes", (0x1f, 0x77, 0xb4)), ("mouth", (0xd6, 0x27, 0x28))):  # each part in its colour
+        outlined = (_pixels(diff) == colour).all(-1)
+        assert outlined.any() and not (outlined & ~expected.rois[part].repeat(8, 0).repeat(8, 1)).any()
+        assert f"{part} | {expected.in_mse[part]:.1f} | {expected.changed[part]} |" in stats
+    assert f"**Out-MSE** {expected.out_mse:.1f} outside all the parts" in stats
+    # The page's live composite gives the same files, then the target's and each reference's thumbnail.
+    rows = ["eyes", 2, 30.0, "mouth", 5, 4.5] + [None, None, 0.0] * 6
+    *views, target_thumb, eyes_thumb, mouth_thumb = app.composite_view("tiny", 1, 0.6, 2, *rows)[:8]
+    assert [_bytes(p) for p in (views[0], views[2], target_thumb)] == [_bytes(p) for p in (edited, diff, target)]
+    assert views[4] == query and np.array_equal(_pixels(mouth_thumb), expected.references[1])
+    assert np.array_equal(_pixels(eyes_thumb), expected.references[0])
+    assert app.composite_view("tiny", 1, 0.6, 2, *rows)[8:] == (gr.skip(),) * 6  # hidden rows keep theirs
+
+
+def test_a_composite_of_one_row_is_the_single_edit(app):
+    for part, epsilon in (("eyes", None), ("mouth", 12.5)):
+        rows = f"{part}=7" if epsilon is None else f"{part}=7:{epsilon}"
+        edited, (target, _), diff, _, _ = app.composite("tiny", 3, rows, 0.6)
+        single = app.edit("tiny", 3, 7, part, epsilon, "sequential", None, None, 0.6)
+        assert [_bytes(edited), _bytes(target), _bytes(diff)] == [_bytes(single[0]), _bytes(single[1][0]),
+                                                                  _bytes(single[3])]
+
+
+def test_composite_errors_name_the_row(app, client):
+    for rows, words in (("eyes=1 eyes=2", "row 2 (eyes): part 'eyes' is already in row 1"),
+                        ("eyes=1 nose=2", "row 2 (nose): unknown part 'nose'"),
+                        ("eyes=-1", "row 1 (eyes): reference seed must be a whole"),
+                        ("eyes", "a composite row is PART=SEED"), ("eyes=1.5", "must be a whole number"),
+                        (["eyes", -1], "got 'eyes'"), ([["eyes", -1]], "reference seed must be a whole number"),
+                        ("", "at least one row"), (" ".join(f"eyes={i}" for i in range(9)), "at most 8 rows"),
+                        ([["mouth", 1, "x"]], "epsilon must be a number"), (3, "rows must be text")):
+        with pytest.raises(gr.Error, match=re.escape(words)):
+            app.composite("tiny", 1, rows)
+    with pytest.raises(Exception, match="already in row 1"):
+        client.predict("tiny", 1, "mouth=1 mouth=2", None, api_name="/composite")
+    with pytest.raises(gr.Error, match="target seed must be a whole number"):
+        app.composite("tiny", -3, "eyes=1")
+    # In the page: one notice, and the last good composite stays.
+    rows = ["eyes", 2, 30.0, "eyes", 5, 30.0] + [None, None, 0.0] * 6
+    with pytest.warns(UserWarning, match="already in row 1") as warned:
+        assert app.composite_view("tiny", 1, 0.7, 2, *rows) == (gr.skip(),) * 14
+    assert len(warned) == 1
+    with pytest.warns(UserWarning, match="reference seed must be a whole number"):
+        assert app.composite_view("tiny", 1, 0.7, 1, "eyes", -5, 30.0, *rows[3:]) == (gr.skip(),) * 14
+    assert app.composite_view("tiny", None, 0.7, 1, *rows) == (gr.skip(),) * 14  # half-typed: waits quietly
+    assert app.composite_view("tiny", 1, 0.7, 1, "eyes", None, 30.0, *rows[3:]) == (gr.skip(),) * 14
+
+
+def test_a_three_row_composite_link_round_trips_with_its_bytes(app):
+    editor = app.MODELS.editor(HUB_REPO)
+    for c in (share.CompositeControls(HUB_REPO, 4_000_000_000, (("hair", 7, 12.345678901234567), ("eyes", 12, 1e-7),
+                                                               ("mouth", 0, 10.0)), 0.05),
+              share.CompositeControls(HUB_REPO, 3, (("mouth", 9, 0.1 + 0.2), ("hair", 2**32 - 1, 1e4),
+                                                    ("eyes", 5, 30.0)), 1.0)):
+        query = c.query()
+        assert "composite=" + ",".join(f"{p}:{r}:{share._text(e)}" for p, r, e in c.rows) in query
+        controls, parsed, notices = app._parse(share.query_of("https://x.hf.space/" + query))
+        assert (parsed, notices) == (c, []) and (controls.model, controls.target) == (HUB_REPO, c.target)
+        first = app.composite(HUB_REPO, c.target, [list(row) for row in c.rows], c.truncation)
+        assert first[4] == query  # the composite's own link is the link it was made from
+        again = app.composite(parsed.model, parsed.target, [list(row) for row in parsed.rows], parsed.truncation)
+        assert [_bytes(p) for p in _composite_files(first)] == [_bytes(p) for p in _composite_files(again)]
+        restored = app.restore(query)
+        assert restored["query"] == query and restored["notices"] == [] and restored["composite"]["rows"] == c.rows
+    # The page opens such a link in the composite tab, its rows filled in and the rest hidden.
+    tabs, mode, query, target, truncation, *rows, count, add, stale = app.restore_composite_page(
+        gr.Request(query_params=share.query_of(c.query())))
+    assert (tabs.selected, mode, query, target, truncation, count) == ("composite", "composite", c.query(), 3, 1.0, 3)
+    assert stale is True  # the page's first composite is another: it is made after the load
+    shown = [rows[5 * i:5 * i + 5] for i in range(3)]
+    assert [(part.value, seed, epsilon.value) for _, part, seed, epsilon, _ in shown] == list(c.rows)
+    assert all(group.visible for group, *_ in shown) and not any(g.visible for g in rows[15::5])
+    assert shown[0][3].maximum == max(editor.epsilon_max("mouth"), 0.1 + 0.2) and add.visible is False
+    assert [v for _, v in shown[0][1].choices] == ["eyes", "mouth", "hair"]
+    # A single edit's link leaves the composite tab at its defaults, closed.
+    *updates, stale = app.restore_composite_page(gr.Request(query_params={"model": "tiny", "target": "9"}))
+    assert updates == [gr.skip()] * 47 and stale is False  # the page has that one already
+    tabs, mode, query, target, *_, stale = app.restore_composite_page(gr.Request(query_params={"model": HUB_REPO}))
+    assert (tabs, mode, target, stale) == (gr.skip(), gr.skip(), app.DEFAULT_COMPOSITE.target, True)
+    assert query == share.default_composite(HUB_REPO, editor, app.DEFAULT_SEEDS).query()
+    assert app.refresh_composite(False, "tiny", 1, 0.7, 1, "eyes", 2, 30.0) == (gr.skip(),) * 14
+    assert app.restore("?model=tiny&target=9")["composite"] is None
+
+
+def _composite_files(result) -> list[str]:
+    edited, (target, edited_too), diff, *_ = result
+    return [edited, target, edited_too, diff]
+
+
+BAD_COMPOSITES = {
+    "nose:3": "part 'nose' is not in",  # a part the model lacks
+    "eyes:3,eyes:4": "eyes is in an earlier row already",
+    "eyes:-3": "reference seed must be a whole number",
+    "eyes:1.5": "reference seed must be a whole number",
+    ",".join(f"eyes:{i}" for i in range(9)): "at most 8 rows, got 9",
+    "garbage": "is not PART:SEED",
+    "eyes:1:2:3": "is not PART:SEED",
+    "": "has no row to use",
+    "eyes:3:nan": "epsilon must be a number from 0 to 10000, got nan; using 30",
+    "eyes:3:1e9": "using 30",
+    "mouth=3": "is not PART:SEED",  # the API's form is not the link's
+}
+
+
+def test_bad_composite_links_fall_back_with_a_notice(app):
+    for value, words in BAD_COMPOSITES.items():
+        controls, composite, notices = app._parse({"model": "tiny", "target": "1", "composite": value})
+        assert composite is not None and any(words in n for n in notices), (value, notices)
+        parts = [part for part, *_ in composite.rows]
+        assert parts and len(parts) == len(set(parts)) <= 8 and set(parts) <= {"eyes", "mouth"}
+        app.composite("tiny", composite.target, [list(row) for row in composite.rows], composite.truncation)
+    # Only the bad row goes: the good ones stay, in order.
+    _, composite, notices = app._parse({"model": "tiny", "composite": "mouth:4:2.5,nose:1,eyes:x,eyes:6"})
+    assert composite.rows == (("mouth", 4, 2.5), ("eyes", 6, 30.0)) and len(notices) == 2
+    # The model, target and ψ are parse_link's: noticed once, and the composite goes on with their defaults.
+    controls, composite, notices = app._parse({"model": "../x", "target": "-1", "truncation": "2",
+                                               "composite": "eyes:3"})
+    assert (composite.model, composite.target, composite.truncation) == ("tiny", app.DEFAULT.target, 0.7)
+    assert len(notices) == 3 and composite.rows == (("eyes", 3, 30.0),)
+    with pytest.warns(UserWarning, match="could not be used"):
+        *_, notice = app.restore_page(gr.Request(query_params={"composite": "eyes:1,eyes:2"}))
+    assert notice.visible and "eyes is in an earlier row already" in notice.value.replace("\\", "")
+
+
+def test_fuzz_composite_links_never_fail(app):
+    rng = random.Random(1)
+    pieces = ["eyes", "mouth", "nose", "", "eyes ", "%3A", "é", "1", "-1", "1.5", "nan", "1e9", "30", "x", "9" * 30]
+    for _ in range(300):
+        value = ",".join(":".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))
+                         for _ in range(rng.randint(0, 10)))
+        _, composite, notices = app._parse({"model": "tiny", "composite": value})
+        parts = [part for part, *_ in composite.rows]
+        assert parts and len(parts) == len(set(parts)) <= 8 and all(len(n) < 600 for n in notices)
+        # what a link restores is a composite the library makes, and writes back the same
+        editor = app.MODELS.editor("tiny")
+        from localedit.composite import resolve_composite
+
+        resolve_composite(editor, composite.target, composite.rows, composite.truncation)
+        assert app._parse(share.query_of(composite.query()))[1:] == (composite, [])
+
+
+def test_composite_rows_callbacks(app):
+    editor = app.MODELS.editor("tiny")
+    rows = ["eyes", 2, 30.0, "mouth", 5, 4.5] + [None, None, 0.0] * 6
+    # "+ Add part" with every part in a row does nothing (and is hidden, below); after ✕ the rows move up.
+    assert app.add_row("tiny", 1, 2, *rows) == [gr.skip()] * 42
+    updates = app.remove_row(0, "tiny", 2, *rows)
+    assert [u.visible for u in updates[:40:5]] == [True] + [False] * 7
+    assert (updates[1].value, updates[2], updates[3].value, updates[4].visible) == ("mouth", 5, 4.5, False)
+    assert updates[40:42:1][0] == 1 and updates[41].visible is True  # one row; + shows again
+    assert app.remove_row(0, "tiny", 1, *rows) == [gr.skip()] * 42  # the last row stays
+    updates = app.add_row("tiny", 1, 1, *rows)  # eyes has a row: the new one is mouth's, from its default
+    assert (updates[6].value, updates[7], updates[8].value) == ("mouth", 2, 10.0) and updates[40] == 2
+    assert updates[8].maximum == app.epsilon_max(editor, "mouth", 0.1, 10.0) and updates[41].visible is False
+    # A part picked by hand brings its own ε; a part another row has changes nothing (the composite says why).
+    assert app.on_row_part(1, "tiny", 2, *rows).value == 10.0
+    assert app.on_row_part(1, "tiny", 2, "mouth", 2, 30.0, "mouth", 5, 4.5) == gr.skip()
+    assert app.on_row_part(0, "tiny", 1, "nose", 2, 30.0) == gr.skip()
+    # Another model: rows it has every part of stay; otherwise its default rows.
+    kept = app.on_composite_model(HUB_REPO, 1, 2, *rows)
+    assert (kept[1].value, kept[2], kept[6].value, kept[7], kept[40]) == ("eyes", 2, "mouth", 5, 2)
+    assert [v for _, v in kept[1].choices] == ["eyes", "mouth", "hair"] and kept[41].visible
+    reset = app.on_composite_model("tiny", 1, 2, "hair", 3, 5.0, "eyes", 4, 1.0)
+    assert [(reset[i].value, reset[i + 1]) for i in (1, 6)] == [("eyes", 2), ("mouth", 2)] and reset[40] == 2
+
+
+def test_the_composite_example_is_a_link_to_the_default_composite(app):
+    c = app.DEFAULT_COMPOSITE
+    assert c == share.CompositeControls("tiny", 4, (("eyes", 2, 30.0), ("mouth", 2, 10.0)), 0.7)
+    assert app.composite_examples.examples == [[c.query()]]
+    assert app.COMPOSITE_FIRST_VIEW[4] == c.query()
+    model, *single, moved, target, truncation = app.open_example(c.query(), "tiny")[:11]
+    assert (model, single, moved, target, truncation) == ("tiny", [gr.skip()] * 7, False, 4, 0.7)
+    model, part, *_, moved = app.open_example(c.query(), HUB_REPO)[:9]  # from another model: the single edit too
+    assert (model, part.value, moved) == ("tiny", "eyes", True)
+    assert app.refresh_single(False, *app.astuple(app.DEFAULT)) == (gr.skip(),) * 8

@@ -3,10 +3,12 @@ like it (64 px, style_dim 256), so that the figures describe what `python app.py
 
 Cold start to the first edit, the same bytes after a restart, 16 concurrent clients, the API's cost over the
 library's, and a real browser (Debian chromium, headless, through playwright) that opens a share link, moves the
-ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example.
+ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example;
+and that builds a three-row composite, whose link gives the same composite in a new page.
 The figures are printed to the terminal, also without `-s`.
 """
 
+import io
 import json
 import os
 import re
@@ -38,6 +40,7 @@ from localedit.hub import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "out" / "app-screenshot.png"
+COMPOSITE_SCREENSHOT = ROOT / "out" / "app-composite-screenshot.png"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -67,7 +70,7 @@ def _text(x: float) -> str:  # as the app writes numbers into links
 def served(tmp_path_factory) -> Served:
     files = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
     shipped = sorted(f for f in (ROOT / "assets").glob("*") if all((f / name).is_file() for name in files))
-    if shipped and len(load_model(shipped[0]).catalog.parts) >= 2:
+    if shipped and len(load_model(shipped[0]).catalog.parts) >= 3:  # a three-row composite needs three parts
         folder, name = ROOT / "assets", shipped[0].name
     else:
         torch.manual_seed(1)
@@ -433,3 +436,127 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
     assert Image.open(SCREENSHOT).size[0] == 1400
     assert np.asarray(Image.open(SCREENSHOT).convert("L")).std() > 10  # not a blank page
     report(capsys, f"browser: share link restored, slider and seed changed the edit; screenshot: {SCREENSHOT}")
+
+
+def _field(page, selector: str) -> str:
+    return page.locator(f"{selector} input, {selector} textarea").first.input_value()
+
+
+def _composite_settled(page, words: list[str], absent: tuple[str, ...] = (), timeout: float = 30) -> str:
+    """Wait until the composite's link box has all these query words and none of `absent`, and the page URL
+    follows it; the link."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        link = _field(page, "#composite-link")
+        if all(w in link for w in words) and not any(w in link for w in absent) and page.url == link:
+            return link
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the composite never showed {words} without {absent}: link "
+                         f"{_field(page, '#composite-link')!r}, url {page.url!r}")
+
+
+def _shown_rows(page) -> list[tuple[str, str, str]]:
+    return [(_field(page, f"#row-{i}-part"), _field(page, f"#row-{i}-reference"), _field(page, f"#row-{i}-epsilon"))
+            for i in range(1, 9) if page.locator(f"#row-{i}-part").is_visible()]
+
+
+def _pick(page, row: int, part: str) -> None:
+    page.locator(f"#row-{row}-part input").click()
+    page.get_by_role("option", name=part, exact=True).click()
+
+
+def _image_bytes(page, selector: str) -> bytes:
+    return httpx.get(page.locator(f"{selector} img").first.get_attribute("src"), timeout=30).content
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_composite_of_three_rows_and_its_link(server, served, capsys):
+    """Build a three-row composite by hand (✕, a seed, a part, + Add part, ε, the target), then open its link in a
+    new page: the same rows, and the same composite, byte for byte, as the library's."""
+    from playwright.sync_api import sync_playwright
+
+    from localedit.composite import composite
+
+    model = load_model(served.folder / served.model)
+    editor = Editor(model.generator, model.catalog)
+    first, second, third = served.parts[:3]
+    epsilon = round(editor.epsilon_max(third) / 2, 2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                     "--disable-background-networking"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url)
+            page.get_by_role("tab", name="Composite").click()  # at once: the page's load leaves the tab be
+            page.locator("#row-1-part").wait_for(timeout=30_000)
+            _composite_settled(page, [f"model={served.model}&", "composite="])  # the address bar has its link
+            assert [part for part, *_ in _shown_rows(page)] == [first, second, third]  # the default composite
+
+            page.locator("#row-3-remove").click()  # ✕: two rows left, and + shows
+            _composite_settled(page, [f"composite={first}:", f",{second}:"], absent=(f",{third}:",))
+            assert len(_shown_rows(page)) == 2
+            page.locator("#row-2-reference input").fill("42")
+            page.locator("#row-2-reference input").press("Enter")
+            _composite_settled(page, [f",{second}:42:"])
+            before = _field(page, "#composite-link")
+            _pick(page, 2, first)  # a part another row has: one notice, and the last good composite stays
+            page.get_by_text("is already in row 1").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)
+            assert page.get_by_text("is already in row 1").count() == 1  # one notice, not one per event
+            assert page.get_by_text("Error", exact=True).count() == 0 and _field(page, "#composite-link") == before
+            _pick(page, 2, second)
+            page.locator("#add-part").click()  # a row for the first part without one
+            _composite_settled(page, [f",{second}:42:", f",{third}:"])
+            rows_before = _shown_rows(page)
+            page.locator("#row-3-epsilon input[type=number]").fill(_text(epsilon))
+            page.locator("#row-3-epsilon input[type=number]").press("Enter")
+            page.locator("#row-1-reference-dice").click()  # a random reference seed for row 1
+            deadline = time.monotonic() + 30
+            while f"composite={first}:{rows_before[0][1]}:" in page.url and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            _composite_settled(page, [f"composite={first}:{_field(page, '#row-1-reference')}:"])
+            page.locator("#composite-target input").fill("7")
+            page.locator("#composite-target input").press("Enter")
+            link = _composite_settled(page, ["target=7&", f",{second}:42:", f",{third}:", f":{_text(epsilon)}&"])
+            rows = _shown_rows(page)
+            assert [part for part, *_ in rows] == [first, second, third] and rows[2][2] == _text(epsilon)
+            built = _image_bytes(page, "#composite-edited")
+            page.locator("#composite-edited img").evaluate("img => img.decode()")
+            COMPOSITE_SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(COMPOSITE_SCREENSHOT), full_page=True)
+            # The link's composite is the library's, byte for byte.
+            expected = composite(editor, 7, [(part, int(seed), float(eps)) for part, seed, eps in rows],
+                                 model.config.truncation)
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(built)).convert("RGB")), expected.edited)
+
+            again = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            again.on("pageerror", lambda e: errors.append(str(e)))
+            again.goto(link)  # a new page: the composite tab opens with the rows filled in
+            again.locator("#row-1-part").wait_for(timeout=30_000)
+            assert _composite_settled(again, ["composite="]) == link
+            deadline = time.monotonic() + 30
+            while _image_bytes(again, "#composite-edited") != built and time.monotonic() < deadline:
+                again.wait_for_timeout(200)
+            assert _image_bytes(again, "#composite-edited") == built
+            assert _shown_rows(again) == rows and _field(again, "#composite-target") == "7"
+            assert not again.locator("#notice").is_visible()
+            again.get_by_role("tab", name="Single edit").click()  # the address bar has the tab on show's link
+            deadline = time.monotonic() + 10
+            while "composite=" in again.url and time.monotonic() < deadline:
+                again.wait_for_timeout(100)
+            assert "composite=" not in again.url and f"model={served.model}&target=" in again.url
+
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            small = phone.new_page()
+            small.goto(link)
+            small.locator("#composite-edited img").wait_for(timeout=30_000)
+            edited_top = small.locator("#composite-edited").bounding_box()["y"]
+            assert edited_top < small.locator("#composite-controls").bounding_box()["y"]  # the result first
+            assert edited_top < 844 and small.evaluate("document.documentElement.scrollWidth") <= 390
+            assert not errors, errors
+        finally:
+            browser.close()
+    report(capsys, f"browser: a three-row composite built by hand; its link gave the same bytes in a new page: "
+                   f"{link.partition('?')[2]}; screenshot: {COMPOSITE_SCREENSHOT}")
