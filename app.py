@@ -520,6 +520,11 @@ DEFAULT_COMPOSITE = default_composite(DEFAULT.model, _default_editor, DEFAULT_SE
 COMPOSITE_FIRST_VIEW = _composite_views(DEFAULT.model, _default_editor, composite_edit(
     _default_editor, DEFAULT_COMPOSITE.target, DEFAULT_COMPOSITE.rows, DEFAULT_COMPOSITE.truncation))
 
+def entered(boxes) -> list:
+    """The events of number boxes that mean "this value is entered": Enter, and leaving the box."""
+    return [event for box in boxes for event in (box.submit, box.blur)]
+
+
 # --- layout ---------------------------------------------------------------------------------------------------
 
 
@@ -687,8 +692,12 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     synth = dict(concurrency_id="synthesis", preprocess=False)
     # Edits are live (every control change runs one), so the page has no Edit button; /edit is the API's.
     gr.on([], edit, controls, outputs, api_name="edit", **synth)
-    gr.on([c.change for c in controls[1:]], edit_view, controls, outputs + [target_thumb, reference_thumb],
-          trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
+    single = dict(fn=edit_view, inputs=controls, outputs=outputs + [target_thumb, reference_thumb],
+                  trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
+    # A seed runs its edit when it is entered (Enter, or leaving the box), not at every keystroke: typing 54321
+    # must not edit seeds 5, 54, 543 and 5432 on the way.
+    seed_boxes = (target_box, reference_box)
+    gr.on([c.change for c in controls[1:] if c not in seed_boxes] + entered(seed_boxes), **single)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(
         edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
     part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
@@ -698,14 +707,14 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                         api_visibility="private", queue=False, preprocess=False, trigger_mode="always_last")
     examples.load_input_event.then(on_example, [model_box, part_box, epsilon_box, threshold_box],
                                    [epsilon_box, threshold_box, lam_box, legend], api_visibility="private",
-                                   queue=False, preprocess=False)
+                                   queue=False, preprocess=False).then(**single)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
                      api_visibility="private", queue=False)
     # A link's notice is about the link: once the user changes anything, it no longer describes the page.
     gr.on([c.input for c in controls], hide_notice, None, notice, api_visibility="private", queue=False)
-    target_dice.click(None, None, target_box, js=RANDOM_SEED_JS)
-    reference_dice.click(None, None, reference_box, js=RANDOM_SEED_JS)
+    target_dice.click(None, None, target_box, js=RANDOM_SEED_JS).then(**single)
+    reference_dice.click(None, None, reference_box, js=RANDOM_SEED_JS).then(**single)
     copy_button.click(None, link_box, None, js=COPY_LINK_JS)
 
     # The composite: live too, on its own controls and the shared model; /composite is the API's.
@@ -716,7 +725,9 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     # such an update arrives reads some controls old and some new.
     remake = dict(fn=composite_view, inputs=composite_controls, outputs=composite_outputs + composite_thumbs,
                   trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
-    gr.on([c.input for c in [c_target_box, c_truncation_box, *row_values] if c not in row_parts], **remake)
+    row_seeds = [row["seed"] for row in rows]
+    gr.on([c.input for c in [c_truncation_box, *row_values] if c not in row_parts + row_seeds]
+          + entered([c_target_box, *row_seeds]), **remake)
     add_button.click(add_row, [model_box, c_target_box, row_count, *row_values], row_outputs,
                      api_visibility="private", preprocess=False).then(**remake)
     for i, row in enumerate(rows):

@@ -350,7 +350,10 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert moved != edited
 
             thumb = page.locator("#target-thumb img").get_attribute("src")
-            page.locator("#target input").fill("42")
+            page.locator("#target input").fill("")
+            page.locator("#target input").press_sequentially("42", delay=150)  # typed, not yet entered
+            page.wait_for_timeout(2000)
+            assert "target=4&" not in page.url and page.locator("#edited img").get_attribute("src") == moved
             page.locator("#target input").press("Enter")
             settled(page, ["target=42", f"epsilon={_text(middle)}&"])
             assert page.locator("#edited img").get_attribute("src") != moved
