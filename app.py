@@ -36,8 +36,10 @@ from app_composite import (
 )
 from app_support import (
     COPY_LINK_JS,
+    COUNT_JS,
     CSS,
     RANDOM_SEED_JS,
+    SHOW_RESULT_JS,
     THEME,
     PngFiles,
     configure_process,
@@ -607,6 +609,9 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                           max_lines=1, elem_id="link")
                     copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
                     query_box = gr.Textbox(label="Query", visible="hidden", elem_id="query")
+                    # Counts seeds entered (Enter, leaving the box, a 🎲, an example), so that one listener, whose
+                    # always_last keeps a late result from overwriting a newer one, makes every single edit.
+                    seed_entered = gr.Number(0, visible="hidden", elem_id="seed-entered")
                 with gr.Column(scale=5, elem_id="outputs"):
                     with gr.Row():
                         # The default edit is on the page from the first paint; a link's own edit replaces it,
@@ -697,7 +702,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     # A seed runs its edit when it is entered (Enter, or leaving the box), not at every keystroke: typing 54321
     # must not edit seeds 5, 54, 543 and 5432 on the way.
     seed_boxes = (target_box, reference_box)
-    gr.on([c.change for c in controls[1:] if c not in seed_boxes] + entered(seed_boxes), **single)
+    gr.on([c.change for c in controls[1:] if c not in seed_boxes] + [seed_entered.change], **single)
+    gr.on(entered(seed_boxes), None, seed_entered, seed_entered, js=COUNT_JS)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(
         edit_view, controls, outputs + [target_thumb, reference_thumb], api_visibility="private", **synth)
     part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
@@ -707,14 +713,15 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                         api_visibility="private", queue=False, preprocess=False, trigger_mode="always_last")
     examples.load_input_event.then(on_example, [model_box, part_box, epsilon_box, threshold_box],
                                    [epsilon_box, threshold_box, lam_box, legend], api_visibility="private",
-                                   queue=False, preprocess=False).then(**single)
+                                   queue=False, preprocess=False).then(None, seed_entered, seed_entered, js=COUNT_JS)
+    examples.load_input_event.then(None, js=SHOW_RESULT_JS)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
                      api_visibility="private", queue=False)
     # A link's notice is about the link: once the user changes anything, it no longer describes the page.
     gr.on([c.input for c in controls], hide_notice, None, notice, api_visibility="private", queue=False)
-    target_dice.click(None, None, target_box, js=RANDOM_SEED_JS).then(**single)
-    reference_dice.click(None, None, reference_box, js=RANDOM_SEED_JS).then(**single)
+    for box, dice in ((target_box, target_dice), (reference_box, reference_dice)):
+        dice.click(None, seed_entered, [box, seed_entered], js=f"(n) => [({RANDOM_SEED_JS})(), n + 1]")
     copy_button.click(None, link_box, None, js=COPY_LINK_JS)
 
     # The composite: live too, on its own controls and the shared model; /composite is the API's.
@@ -744,6 +751,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     for event in (model_box.input, examples.load_input_event.then):
         event(on_composite_model, [model_box, c_target_box, row_count, *row_values], row_outputs,
               api_visibility="private", preprocess=False).then(**remake)
+    composite_examples.load_input_event.then(None, js=SHOW_RESULT_JS)
     example = composite_examples.load_input_event.then(
         open_example, [example_box, model_box], [model_box, *controls[3:], legend, single_stale,
                                                   c_target_box, c_truncation_box, *row_outputs],

@@ -132,6 +132,13 @@ COPY_LINK_JS = """(link) => {
   return link;
 }"""
 RANDOM_SEED_JS = "() => Math.floor(Math.random() * 100000)"
+COUNT_JS = "(n) => n + 1"
+# On a phone the examples sit two screens below the result: after one is picked, bring the result into view.
+SHOW_RESULT_JS = """() => {
+  if (window.innerWidth > 768) return;
+  const panes = [...document.querySelectorAll("#outputs, #composite-outputs")].filter((e) => e.offsetParent);
+  if (panes.length) panes[0].scrollIntoView({ block: "start" });
+}"""
 
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }

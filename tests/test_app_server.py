@@ -430,6 +430,11 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert small.evaluate("document.documentElement.scrollWidth") <= 390
             thumb, number = small.locator("#target-thumb").bounding_box(), small.locator("#target").bounding_box()
             assert abs(thumb["y"] - number["y"]) < 40  # the thumbnail sits beside its seed, not on a row of its own
+            example = small.get_by_role("button", name=re.compile(r"^\w+: \d+ → \d+$")).last
+            example.scroll_into_view_if_needed()
+            example.click()  # the examples are far below the result: picking one brings the result into view
+            small.wait_for_function("() => { const r = document.querySelector('#edited').getBoundingClientRect();"
+                                    " return r.top > -5 && r.top < 200; }", timeout=10_000)
             for pane in ("#edited", "#slider", "#reference-out", "#diff"):  # no blank strip under a picture
                 box, image = small.locator(pane).bounding_box(), small.locator(f"{pane} img").first.bounding_box()
                 assert abs(box["height"] - image["height"]) <= 2 and abs(box["height"] - box["width"]) <= 2, pane
