@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from localedit.color import in_out_mse, srgb_to_lab
-from localedit.edit import Editor, Query, check_seed, to_uint8
-from localedit.query import claim, interpolate
+from localedit.color import in_out_mse
+from localedit.edit import Editor, Query, check_seed, lab_diff, to_uint8
+from localedit.query import interpolate
 
 MAX_ROWS = 8  # more parts than a face has worth naming; each row is a query and a cached reference
 _ROW = re.compile(r"^\s*([^=\s]+)\s*=\s*([^:\s]+)\s*(?::\s*(\S+))?\s*$")
@@ -116,22 +116,19 @@ def resolve_composite(editor: Editor, target: object, rows: Sequence[Sequence], 
 def run_composite(editor: Editor, params: CompositeParams) -> CompositeResult:
     target = editor.sample(params.target, params.truncation)
     references = [editor.sample(row.reference, params.truncation) for row in params.rows]
-    queries = claim([editor.query(row.query) for row in params.rows],
-                    [editor.part_rows(row.part) for row in params.rows])
+    queries = editor.composite_queries(tuple(row.query for row in params.rows))
     with torch.inference_mode():
         styles = target.styles
         changed = {}
         for row, reference, q in zip(params.rows, references, queries, strict=True):
             # Channels are claimed by one row each, and lerp with q = 0 returns its input exactly, so applying
             # the rows one after another is the sum above.
-            styles = interpolate(styles, reference.styles, q)
-            # The channels this row moved: claimed by it, and where the reference's style differs.
-            changed[row.part] = sum(int(((q[layer] > 0) & (reference.styles[layer][0] != target.styles[layer][0]))
-                                        .sum()) for layer in q)
+            moved = interpolate(styles, reference.styles, q)
+            changed[row.part] = sum(int((moved[layer] != styles[layer]).sum()) for layer in q)  # values it moved
+            styles = moved
         edited = editor.generator.synthesize(styles)
-        diff = (srgb_to_lab(edited) - target.lab).square().sum(dim=1)[0]
-        rois = {row.part: torch.isin(target.clusters, torch.tensor(editor.catalog.parts[row.part].clusters))
-                for row in params.rows}
+        diff = lab_diff(edited, target)
+        rois = {row.part: editor.roi(target, row.part) for row in params.rows}
         union = torch.stack(list(rois.values())).any(dim=0)
         in_mse = {part: float(in_out_mse(diff[None], roi[None])[0][0]) for part, roi in rois.items()}
         out_mse = float(in_out_mse(diff[None], union[None])[1][0])

@@ -9,8 +9,6 @@ masks) ÷ the mean inside it, a ratio of means over every set, like transfer.py'
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -21,7 +19,7 @@ from localedit.composite import composite
 from localedit.edit import Editor
 from localedit.faces import PARTS, to_tensor
 from localedit.judge import Judge
-from localedit.transfer import pair_figures, summarize
+from localedit.transfer import leak_ratio, pair_figures, summarize
 
 ROWS = (2, 3, 4)  # rows per set, in turn
 
@@ -82,6 +80,6 @@ def measure_composites(editor: Editor, judge: Judge, sets: list[tuple[int, list[
             n_out += float((~union).sum())
     parts = {part: {kind: summarize({key: np.concatenate([f[key] for f in figures]) for key in figures[0]})
                     .as_dict() for kind, figures in kinds.items()} for part, kinds in per_part.items()}
-    leak = (outside / max(n_out, 1)) / (inside / n_in) if inside > 0 and n_in else math.nan
+    leak = leak_ratio(inside, outside, n_in, n_out)
     return {"sets": len(sets), "rows": sum(len(rows) for _, rows in sets), "parts": parts, "leak": float(leak)}
 

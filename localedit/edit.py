@@ -20,7 +20,7 @@ from torch import Tensor
 from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
 from localedit.parts import Part, check_threshold
-from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
+from localedit.query import claim, global_query, interpolate, sequential_query, simultaneous_query
 from localedit.stylegan2 import Generator
 
 METHODS = ("sequential", "simultaneous", "global")
@@ -90,6 +90,11 @@ def synthesize_with_clusters(generator: Generator, catalog: Catalog,
     return image, cluster_maps(normalize_activations(inputs[catalog.layer]), catalog.centroids, image.shape[-2:])
 
 
+def lab_diff(edited: Tensor, target: _Sample) -> Tensor:
+    """Squared CIELAB error (ΔE*76²) of an edited image [1, 3, H, W] against its target sample → [H, W]."""
+    return (srgb_to_lab(edited) - target.lab).square().sum(dim=1)[0]
+
+
 def check_seed(name: str, seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"{name} seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
@@ -120,6 +125,7 @@ class Editor:
         self._lock = threading.Lock()
         # A query depends only on the knobs, not on the seeds: moving between seeds reuses it.
         self._query = functools.lru_cache(maxsize=256)(self.compute_query)
+        self._composite_queries = functools.lru_cache(maxsize=64)(self._claimed)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -172,8 +178,8 @@ class Editor:
         with torch.inference_mode():
             styles = interpolate(target.styles, reference.styles, q)
             edited = self.generator.synthesize(styles)
-            diff = (srgb_to_lab(edited) - target.lab).square().sum(dim=1)[0]  # squared ΔE*76
-            roi = torch.isin(target.clusters, torch.tensor(self.catalog.parts[params.part].clusters))
+            diff = lab_diff(edited, target)
+            roi = self.roi(target, params.part)
             in_mse, out_mse = in_out_mse(diff[None], roi[None])
         return EditResult(
             params=params,
@@ -187,6 +193,19 @@ class Editor:
             in_mse=float(in_mse[0]),
             out_mse=float(out_mse[0]),
         )
+
+    def roi(self, sample: _Sample, part: str) -> Tensor:
+        """The part's region on a sample: bool [H, W], the pixels of its clusters."""
+        return torch.isin(sample.clusters, torch.tensor(self.catalog.parts[part].clusters))
+
+    def composite_queries(self, queries: tuple[Query, ...]) -> list[dict[str, Tensor]]:
+        """The rows' queries of a composite with every channel claimed by one row (`query.claim`). Cached by the
+        knobs like `query`; the caller gets its own copies."""
+        cached = self._composite_queries(tuple(queries))
+        return [{layer: q.clone() for layer, q in row.items()} for row in cached]
+
+    def _claimed(self, queries: tuple[Query, ...]) -> list[dict[str, Tensor]]:
+        return claim([self._query(knobs) for knobs in queries], [self.part_rows(knobs.part) for knobs in queries])
 
     def query(self, knobs: Query | EditParams) -> dict[str, Tensor]:
         """q per edited style layer for the part (toRGB layers only where the part uses them).

@@ -117,6 +117,12 @@ def differing(figures: dict[str, np.ndarray]) -> np.ndarray:
     return colored(figures) | (figures["iou_tr"] <= MAX_SAME_IOU)
 
 
+def leak_ratio(inside: float, outside: float, n_inside: float, n_outside: float) -> float:
+    """The leak: mean ΔE² outside ÷ mean inside, from sums and pixel counts over every pair (a ratio of means,
+    so a pair that barely changed cannot blow it up); NaN when nothing changed inside."""
+    return (outside / max(n_outside, 1)) / (inside / n_inside) if inside > 0 and n_inside else math.nan
+
+
 def summarize(figures: dict[str, np.ndarray]) -> Transfer:
     """Per-pair figures (from `pair_figures`) → the part's `Transfer`."""
     gap, color, has_color = figures["gap"], figures["color"], colored(figures)
@@ -126,9 +132,7 @@ def summarize(figures: dict[str, np.ndarray]) -> Transfer:
     n_in = figures["n_inside"]
     mean_in = np.where(n_in > 0, figures["inside"] / np.maximum(n_in, 1), 0.0)
     differ = differing(figures)
-    total_in, total_out = figures["inside"].sum(), figures["outside"].sum()
-    pixels_in, pixels_out = n_in.sum(), figures["n_outside"].sum()
-    leak = (total_out / max(pixels_out, 1)) / (total_in / pixels_in) if total_in > 0 and pixels_in else math.nan
+    leak = leak_ratio(figures["inside"].sum(), figures["outside"].sum(), n_in.sum(), figures["n_outside"].sum())
     return Transfer(
         color=float(np.median(color[has_color])) if has_color.any() else math.nan,
         shape=float(np.median(shape)) if shape.size else math.nan,
