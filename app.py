@@ -90,6 +90,10 @@ DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th per
 EPSILON_STEP = 0.01
 THRESHOLD_STEP = 0.01
 FALLBACK_EXAMPLE = (0, 1)  # the seed pair of a part whose catalog stores no example
+# How many outputs each kind of update has, so that a skip sends exactly one per output.
+SINGLE_VIEWS = 8  # edit_view: 6 views, 2 thumbnails
+COMPOSITE_VIEWS = 6 + MAX_ROWS  # composite_view: 5 views, the target's thumbnail, a thumbnail per row
+ROW_UPDATES = 5 * MAX_ROWS + 2  # _rows_update: box, part, seed, ε and ✕ per row, the row count, "+ Add part"
 
 
 # --- pictures and text -------------------------------------------------------------------------------------
@@ -194,12 +198,12 @@ def edit_view(model, target, reference, part, epsilon, method, threshold, lam, t
     A value the library refuses (a seed of -5 or 1.5, a part typed by hand) gets one notice saying what is
     allowed, and the last good edit stays on screen instead of an error over every output."""
     if target is None or reference is None or part is None:
-        return (gr.skip(),) * 8
+        return (gr.skip(),) * SINGLE_VIEWS
     try:
         editor, r = _run(model, target, reference, part, epsilon, method, threshold, lam, truncation)
     except gr.Error as e:
         gr.Warning(e.message)
-        return (gr.skip(),) * 8
+        return (gr.skip(),) * SINGLE_VIEWS
     return _views(model, editor, r)
 
 
@@ -243,13 +247,13 @@ def composite_view(model, target, truncation, count, *values):
     one notice while the last good composite stays."""
     rows = rows_of(count, values)
     if target is None or any(value is None for row in rows for value in row):
-        return (gr.skip(),) * (6 + MAX_ROWS)
+        return (gr.skip(),) * COMPOSITE_VIEWS
     try:
         editor, r = _run_composite(model, target, [(part, row_seed(seed), epsilon) for part, seed, epsilon in rows],
                                    truncation)
     except gr.Error as e:
         gr.Warning(e.message)
-        return (gr.skip(),) * (6 + MAX_ROWS)
+        return (gr.skip(),) * COMPOSITE_VIEWS
     *views, references = _composite_views(model, editor, r)
     return (*views, *references, *(gr.skip(),) * (MAX_ROWS - len(references)))
 
@@ -364,7 +368,7 @@ def restore_composite_page(request: gr.Request):
     editor = MODELS.editor(controls.model)
     c = composite or default_composite(controls.model, editor, DEFAULT_SEEDS)
     if c == DEFAULT_COMPOSITE:  # the page has it already: nothing to undo a change made meanwhile
-        return [gr.skip()] * (5 * MAX_ROWS + 7) + [False]
+        return [gr.skip()] * (5 + ROW_UPDATES) + [False]
     opened = [gr.Tabs(selected="composite"), "composite"] if composite else [gr.skip(), gr.skip()]
     return [*opened, c.query(), *_composite_update(editor, c), True]
 
@@ -387,7 +391,7 @@ def add_row(model: str, target, count, *values):
     with user_errors():
         editor = MODELS.editor(model)
     rows = with_new_row(editor, rows_of(count, values), target, DEFAULT_SEEDS)
-    return [gr.skip()] * (5 * MAX_ROWS + 2) if rows is None else _rows_update(editor, rows)
+    return [gr.skip()] * ROW_UPDATES if rows is None else _rows_update(editor, rows)
 
 
 def remove_row(index: int, model: str, count, *values):
@@ -395,7 +399,7 @@ def remove_row(index: int, model: str, count, *values):
     with user_errors():
         editor = MODELS.editor(model)
     rows = without_row(rows_of(count, values), index)
-    return [gr.skip()] * (5 * MAX_ROWS + 2) if rows is None else _rows_update(editor, rows)
+    return [gr.skip()] * ROW_UPDATES if rows is None else _rows_update(editor, rows)
 
 
 def open_example(link: str, model: str):
@@ -411,12 +415,12 @@ def open_example(link: str, model: str):
 
 def refresh_single(stale: bool, *controls):
     """The single edit again when it is out of date (a composite example moved the model), else nothing."""
-    return edit_view(*controls) if stale else (gr.skip(),) * 8
+    return edit_view(*controls) if stale else (gr.skip(),) * SINGLE_VIEWS
 
 
 def refresh_composite(stale: bool, *controls):
     """The composite again when it is out of date (a link set it), else nothing."""
-    return composite_view(*controls) if stale else (gr.skip(),) * (6 + MAX_ROWS)
+    return composite_view(*controls) if stale else (gr.skip(),) * COMPOSITE_VIEWS
 
 
 def on_model(model: str):
@@ -686,7 +690,6 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
 
     outputs = [edited_out, slider_out, reference_out, diff_out, stats_out, query_box]
     row_values = [row[key] for row in rows for key in ("part", "seed", "epsilon")]
-    row_parts = [row["part"] for row in rows]
     composite_controls = [model_box, c_target_box, c_truncation_box, row_count, *row_values]
     composite_outputs = [c_edited_out, c_slider_out, c_diff_out, c_stats_out, c_query_box]
     composite_thumbs = [c_target_thumb, *(row["thumb"] for row in rows)]
@@ -733,8 +736,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     remake = dict(fn=composite_view, inputs=composite_controls, outputs=composite_outputs + composite_thumbs,
                   trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
     row_seeds = [row["seed"] for row in rows]
-    gr.on([c.input for c in [c_truncation_box, *row_values] if c not in row_parts + row_seeds]
-          + entered([c_target_box, *row_seeds]), **remake)
+    gr.on([c_truncation_box.input, *(row["epsilon"].input for row in rows)] + entered([c_target_box, *row_seeds]),
+          **remake)
     add_button.click(add_row, [model_box, c_target_box, row_count, *row_values], row_outputs,
                      api_visibility="private", preprocess=False).then(**remake)
     for i, row in enumerate(rows):

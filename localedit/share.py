@@ -172,17 +172,17 @@ def default_row(editor: Editor, part: str, target: int, seeds: tuple[int, int]) 
     return part, reference, editor.resolve_query(part).epsilon
 
 
-def default_rows(editor: Editor, target: int, seeds: tuple[int, int], size: int = 3) -> tuple[CompositeRow, ...]:
-    """The rows a composite starts from: the default rows of the catalog's first `size` parts."""
-    return tuple(default_row(editor, part, target, seeds) for part in editor.parts[:size])
+DEFAULT_ROWS = 3  # a new composite starts with the catalog's first three parts
 
 
-def default_composite(model: str, editor: Editor, seeds: tuple[int, int], target: int | None = None,
-                      truncation: float | None = None) -> CompositeControls:
-    """The composite a page starts from: the default rows on the target (seeds[0] unless given), at the model's
-    ψ unless given."""
-    target = seeds[0] if target is None else target
-    return CompositeControls(model, target, default_rows(editor, target, seeds), editor.resolve_truncation(truncation))
+def default_rows(editor: Editor, target: int, seeds: tuple[int, int]) -> tuple[CompositeRow, ...]:
+    """The rows a composite starts from: the default rows of the catalog's first DEFAULT_ROWS parts."""
+    return tuple(default_row(editor, part, target, seeds) for part in editor.parts[:DEFAULT_ROWS])
+
+
+def default_composite(model: str, editor: Editor, seeds: tuple[int, int]) -> CompositeControls:
+    """The composite a page starts from: the default rows on target seeds[0], at the model's ψ."""
+    return CompositeControls(model, seeds[0], default_rows(editor, seeds[0], seeds), editor.resolve_truncation())
 
 
 def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Callable[[str], Editor],
