@@ -225,7 +225,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     catalog = built.with_parts({"part0": [0]}) if args.random else model.catalog
     part = args.part or next(iter(catalog.parts))
     e = bench_edit(Editor(generator, catalog), part, repeats=args.repeats)
-    print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats})")
+    print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats}, timed in turns with synthesis)")
     print(f"synthesize      {e['synthesize_s'] * 1e3:8.2f} ms")
     print(f"edit ÷ synth    {e['edit_over_synthesize']:8.3f}   (goal ≤ 1.15)")
     print(f"composite ÷ synth {e['composite_over_synthesize']:6.3f}   (warm, {e['composite_rows']} rows; goal ≤ 1.15)")

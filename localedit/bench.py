@@ -25,13 +25,21 @@ from localedit.stylegan2 import Generator, GeneratorConfig, seed_to_z
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and kernel selection
-    times = []
+    return _interleaved({"fn": fn}, repeats)["fn"]
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed in turns (a, b, c, a, b, c, ...), so a slow spell of a shared
+    machine slows them all alike and their ratios hold."""
+    for fn in fns.values():
+        fn()  # warm-up: first calls pay for allocation and kernel selection
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def hardware(device: torch.device | str = "cpu") -> str:
@@ -60,13 +68,13 @@ def bench_edit(editor: Editor, part: str, repeats: int = 30) -> dict[str, float]
         with torch.inference_mode():
             editor.generator.synthesize(styles)
 
-    edit = _median_seconds(lambda: editor.run(params), repeats)
-    synthesis = _median_seconds(synth, repeats)
-    query = _median_seconds(lambda: editor.compute_query(params), repeats)  # uncached
     # A composite of up to three parts, each from its own reference: warm, it too is one synthesis pass.
     rows = [(p, 2 + i) for i, p in enumerate(editor.parts[:3])]
     composite = resolve_composite(editor, params.target, rows, params.truncation)
-    composite_s = _median_seconds(lambda: run_composite(editor, composite), repeats)
+    t = _interleaved({"synth": synth, "edit": lambda: editor.run(params),
+                      "composite": lambda: run_composite(editor, composite)}, repeats)
+    edit, synthesis, composite_s = t["edit"], t["synth"], t["composite"]
+    query = _median_seconds(lambda: editor.compute_query(params), repeats)  # uncached
     return {"edit_s": edit, "synthesize_s": synthesis, "edit_over_synthesize": edit / synthesis,
             "query_s": query, "channels_changed": sum(result.changed.values()),
             "composite_rows": len(rows), "composite_s": composite_s,

@@ -23,7 +23,7 @@ import torch
 
 from localedit.color import in_out_mse
 from localedit.edit import Editor, Query, check_seed, lab_diff, to_uint8
-from localedit.query import interpolate
+from localedit.query import lerp_styles, unpack_styles
 
 MAX_ROWS = 8  # more parts than a face has worth naming; each row is a query and a cached reference
 _ROW = re.compile(r"^\s*([^=\s]+)\s*=\s*([^:\s]+)\s*(?::\s*(\S+))?\s*$")
@@ -116,29 +116,29 @@ def resolve_composite(editor: Editor, target: object, rows: Sequence[Sequence], 
 def run_composite(editor: Editor, params: CompositeParams) -> CompositeResult:
     target = editor.sample(params.target, params.truncation)
     references = [editor.sample(row.reference, params.truncation) for row in params.rows]
-    queries = editor.composite_queries(tuple(row.query for row in params.rows))
+    queries = editor.packed_composite_queries(tuple(row.query for row in params.rows))
     with torch.inference_mode():
-        styles = target.styles
+        styles = target.packed
         changed = {}
         for row, reference, q in zip(params.rows, references, queries, strict=True):
             # Channels are claimed by one row each, and lerp with q = 0 returns its input exactly, so applying
             # the rows one after another is the sum above.
-            moved = interpolate(styles, reference.styles, q)
-            changed[row.part] = sum(int((moved[layer] != styles[layer]).sum()) for layer in q)  # values it moved
+            moved = lerp_styles(styles, reference.packed, q)
+            changed[row.part] = int((moved != styles).sum())  # the values its row moved
             styles = moved
-        edited = editor.generator.synthesize(styles)
+        edited = editor.generator.synthesize(unpack_styles(styles, editor.dims))
         diff = lab_diff(edited, target)
         rois = {row.part: editor.roi(target, row.part) for row in params.rows}
-        union = torch.stack(list(rois.values())).any(dim=0)
-        in_mse = {part: float(in_out_mse(diff[None], roi[None])[0][0]) for part, roi in rois.items()}
-        out_mse = float(in_out_mse(diff[None], union[None])[1][0])
+        masks = torch.stack(list(rois.values()))
+        in_mse = dict(zip(rois, in_out_mse(diff.expand_as(masks), masks)[0].tolist(), strict=True))
+        out_mse = float(in_out_mse(diff[None], masks.any(dim=0)[None])[1][0])
     return CompositeResult(
         params=params,
         target=target.pixels,
         references=tuple(r.pixels for r in references),
         edited=to_uint8(edited),
-        diff=diff.numpy().astype(np.float32),
-        rois={part: roi.numpy() for part, roi in rois.items()},
+        diff=diff.numpy().astype(np.float32, copy=False),
+        rois={part: roi.numpy().copy() for part, roi in rois.items()},
         changed=changed,
         in_mse=in_mse,
         out_mse=out_mse,

@@ -11,7 +11,7 @@ import functools
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -20,7 +20,15 @@ from torch import Tensor
 from localedit.catalog import Catalog, cluster_maps, normalize_activations
 from localedit.color import in_out_mse, srgb_to_lab
 from localedit.parts import Part, check_threshold
-from localedit.query import claim, global_query, interpolate, sequential_query, simultaneous_query
+from localedit.query import (
+    claim,
+    global_query,
+    lerp_styles,
+    pack_styles,
+    sequential_query,
+    simultaneous_query,
+    unpack_styles,
+)
 from localedit.stylegan2 import Generator
 
 METHODS = ("sequential", "simultaneous", "global")
@@ -72,10 +80,12 @@ class EditResult:
 @dataclass(frozen=True)
 class _Sample:
     styles: dict[str, Tensor]  # layer → σ [1, C]
+    packed: Tensor  # [1, Σ C] the same σ, every layer end to end (`pack_styles`), so Eq. 3 is one operation
     image: Tensor  # [1, 3, H, W]
     pixels: np.ndarray  # uint8 [H, W, 3]
     lab: Tensor  # [1, 3, H, W] CIELAB, so a warm edit converts only the edited image
     clusters: Tensor  # [H, W] cluster id per pixel, at image resolution
+    rois: dict[tuple[int, ...], Tensor] = field(default_factory=dict, compare=False, repr=False)  # by clusters
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -126,6 +136,11 @@ class Editor:
         # A query depends only on the knobs, not on the seeds: moving between seeds reuses it.
         self._query = functools.lru_cache(maxsize=256)(self.compute_query)
         self._composite_queries = functools.lru_cache(maxsize=64)(self._claimed)
+        self.dims = generator.style_dims  # the layout of packed styles and queries
+        self._packed_query = functools.lru_cache(maxsize=256)(lambda knobs: pack_styles(self._query(knobs), self.dims))
+        self._packed_composite = functools.lru_cache(maxsize=64)(
+            lambda queries: [pack_styles(q, self.dims) for q in self._composite_queries(queries)])
+        self._starts = np.cumsum([0, *self.dims.values()])[:-1]
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -174,29 +189,45 @@ class Editor:
     def run(self, params: EditParams) -> EditResult:
         target = self.sample(params.target, params.truncation)
         reference = self.sample(params.reference, params.truncation)
-        q = self.query(params)
+        q = self.packed_query(params.query)
+        edited_layers = self._query(params.query).keys()
         with torch.inference_mode():
-            styles = interpolate(target.styles, reference.styles, q)
-            edited = self.generator.synthesize(styles)
+            packed = lerp_styles(target.packed, reference.packed, q)
+            edited = self.generator.synthesize(unpack_styles(packed, self.dims))
             diff = lab_diff(edited, target)
             roi = self.roi(target, params.part)
             in_mse, out_mse = in_out_mse(diff[None], roi[None])
+            # Channels whose style value moved: a channel the query picks but where σ_R = σ_T changes nothing.
+            moved = np.add.reduceat((packed != target.packed)[0].numpy(), self._starts)
         return EditResult(
             params=params,
             target=target.pixels,
             reference=reference.pixels,
             edited=to_uint8(edited),
-            diff=diff.numpy().astype(np.float32),
-            roi=roi.numpy(),
-            # Channels whose style value moved: a channel the query picks but where σ_R = σ_T changes nothing.
-            changed={layer: int((styles[layer] != target.styles[layer]).sum()) for layer in q},
+            diff=diff.numpy().astype(np.float32, copy=False),
+            roi=roi.numpy().copy(),
+            changed={layer: int(n) for layer, n in zip(self.dims, moved, strict=True) if layer in edited_layers},
             in_mse=float(in_mse[0]),
             out_mse=float(out_mse[0]),
         )
 
     def roi(self, sample: _Sample, part: str) -> Tensor:
-        """The part's region on a sample: bool [H, W], the pixels of its clusters."""
-        return torch.isin(sample.clusters, torch.tensor(self.catalog.parts[part].clusters))
+        """The part's region on a sample: bool [H, W], the pixels of its clusters. Kept with the sample (by the
+        clusters, so renaming or relabelling parts can't serve a stale region); don't modify it."""
+        clusters = tuple(self.catalog.parts[part].clusters)
+        roi = sample.rois.get(clusters)
+        if roi is None:
+            roi = sample.rois[clusters] = torch.isin(sample.clusters, torch.tensor(clusters))
+        return roi
+
+    def packed_query(self, knobs: Query) -> Tensor:
+        """`query` packed like the samples' styles ([Σ C], 0 on the layers it leaves alone), cached and shared:
+        don't modify it."""
+        return self._packed_query(knobs)
+
+    def packed_composite_queries(self, queries: tuple[Query, ...]) -> list[Tensor]:
+        """`composite_queries` packed, cached and shared: don't modify them."""
+        return self._packed_composite(tuple(queries))
 
     def composite_queries(self, queries: tuple[Query, ...]) -> list[dict[str, Tensor]]:
         """The rows' queries of a composite with every channel claimed by one row (`query.claim`). Cached by the
@@ -256,7 +287,8 @@ class Editor:
         with torch.inference_mode():
             styles = g.seed_styles([seed], truncation)
             image, clusters = synthesize_with_clusters(g, self.catalog, styles)
-            sample = _Sample(styles=styles, image=image, pixels=to_uint8(image), lab=srgb_to_lab(image),
+            sample = _Sample(styles=styles, packed=pack_styles(styles, self.dims), image=image,
+                             pixels=to_uint8(image), lab=srgb_to_lab(image),
                              clusters=clusters[0])
         with self._lock:
             self._cache[key] = sample

@@ -148,9 +148,45 @@ def interpolate(
         if not target.shape[1] == reference.shape[1] == weight.shape[0]:
             raise ValueError(f"layer {layer!r}: channel counts differ: target {target.shape[1]}, "
                              f"reference {reference.shape[1]}, q {weight.shape[0]}")
-        # lerp is exact at both ends (q = 0 gives σ_T, q = 1 gives σ_R), so the identities hold bit for bit.
-        out[layer] = torch.lerp(target, reference, weight.to(target.dtype))
+        out[layer] = lerp_styles(target, reference, weight)
     return out
+
+
+def lerp_styles(target: Tensor, reference: Tensor, q: Tensor) -> Tensor:
+    """Eq. 3 on plain tensors: σ_T + q ⊙ (σ_R − σ_T), q broadcasting over the batch. `interpolate` applies it
+    layer by layer; the Editor applies it once to every layer's styles end to end (`pack_styles`).
+
+    lerp is exact at both ends (q = 0 gives σ_T, q = 1 gives σ_R), so the identities hold bit for bit, and a
+    channel's result does not depend on which other channels share the call.
+    """
+    return torch.lerp(target, reference, q.to(target.dtype))
+
+
+def pack_styles(styles: Mapping[str, Tensor], dims: Mapping[str, int]) -> Tensor:
+    """{layer: [..., C_l]} → one tensor [..., Σ C_l], the layers end to end in the order of `dims` (layer → C_l).
+
+    A layer missing from `styles` packs as zeros, so a query {layer: q [C_l]} that leaves layers out packs to a
+    q that leaves them unchanged."""
+    unknown = sorted(set(styles) - set(dims))
+    if unknown:
+        raise ValueError(f"styles name layers that are not in the layout: {unknown}")
+    like = next(iter(styles.values()))
+    parts = []
+    for layer, c in dims.items():
+        t = styles.get(layer)
+        if t is None:
+            t = like.new_zeros(*like.shape[:-1], c)
+        elif t.shape[-1] != c:
+            raise ValueError(f"layer {layer!r} has {t.shape[-1]} channels, the layout {c}")
+        parts.append(t)
+    return torch.cat(parts, dim=-1)
+
+
+def unpack_styles(packed: Tensor, dims: Mapping[str, int]) -> dict[str, Tensor]:
+    """The inverse of `pack_styles`: views {layer: [..., C_l]} into `packed` [..., Σ C_l]."""
+    if packed.shape[-1] != sum(dims.values()):
+        raise ValueError(f"packed styles have {packed.shape[-1]} channels, the layout {sum(dims.values())}")
+    return dict(zip(dims, packed.split(list(dims.values()), dim=-1), strict=True))
 
 
 def claim(queries: Sequence[Mapping[str, Tensor]],

@@ -279,6 +279,11 @@ class Generator(nn.Module):
         """Names of the modulated layers, in synthesis order (the keys of `styles`)."""
         return tuple(name for name, _, _ in self._layers)
 
+    @property
+    def style_dims(self) -> dict[str, int]:
+        """{layer: channels of its σ}, in synthesis order: the layout of one image's point in style space."""
+        return {name: conv.weight.shape[2] for name, conv, _ in self._layers}
+
     def mapping(self, z: Tensor) -> Tensor:
         """z [B, style_dim] → w [B, style_dim]."""
         if z.ndim != 2 or z.shape[1] != self.style_dim:

@@ -96,6 +96,11 @@ def test_roi_is_the_parts_clusters(editor):
     r = editor.edit(3, 7, "mouth")
     clusters = editor.sample(3, 0.7).clusters.numpy()
     assert np.array_equal(r.roi, np.isin(clusters, [1, 2]))
+    r.roi[:] = ~r.roi  # the sample keeps its region; a caller's copy can't change it
+    assert np.array_equal(editor.edit(3, 7, "mouth").roi, np.isin(clusters, [1, 2]))
+    relabelled = Editor(editor.generator, editor.catalog.with_parts({"mouth": [0]}))
+    relabelled._cache = editor._cache  # the same samples, the part's clusters changed: not a stale region
+    assert np.array_equal(relabelled.roi(editor.sample(3, 0.7), "mouth").numpy(), clusters == 0)
 
 
 def test_cache_is_bounded(tiny_generator, tiny_catalog):

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from localedit.query import global_query, interpolate, sequential_query, simultaneous_query
+from localedit.query import (
+    global_query,
+    interpolate,
+    lerp_styles,
+    pack_styles,
+    sequential_query,
+    simultaneous_query,
+    unpack_styles,
+)
 
 
 @pytest.fixture
@@ -123,3 +131,26 @@ def test_validation(rows):
         interpolate(s, s, {"conv2": torch.zeros(4)})
     with pytest.raises(ValueError, match="channel counts"):
         interpolate(s, s, {"conv1": torch.zeros(3)})
+
+
+def test_packed_styles_round_trip_and_packed_eq3_equals_layer_by_layer():
+    torch.manual_seed(0)
+    dims = {"conv1": 4, "to_rgb1": 2, "convs.0": 3}
+    target = {layer: torch.randn(2, c) for layer, c in dims.items()}
+    reference = {layer: torch.randn(1, c) for layer, c in dims.items()}
+    packed = pack_styles(target, dims)
+    assert packed.shape == (2, 9)
+    assert all(torch.equal(a, target[layer]) for layer, a in unpack_styles(packed, dims).items())
+    assert list(unpack_styles(packed, dims)) == list(dims)  # the layout's order
+    q = {"convs.0": torch.tensor([1.0, 0.0, 0.5]), "conv1": torch.tensor([0.0, 0.25, 1.0, 0.0])}
+    q_packed = pack_styles(q, dims)  # to_rgb1 is left out: it packs as zeros, so it stays the target's
+    assert q_packed.tolist() == [0.0, 0.25, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.5]
+    out = unpack_styles(lerp_styles(packed, pack_styles(reference, dims), q_packed), dims)
+    expected = interpolate(target, reference, q)
+    assert all(torch.equal(out[layer], expected[layer]) for layer in dims)  # bit for bit
+    with pytest.raises(ValueError, match="not in the layout"):
+        pack_styles({"convs.9": torch.zeros(3)}, dims)
+    with pytest.raises(ValueError, match="has 5 channels, the layout 4"):
+        pack_styles({"conv1": torch.zeros(5)}, dims)
+    with pytest.raises(ValueError, match="packed styles have 8 channels, the layout 9"):
+        unpack_styles(torch.zeros(1, 8), dims)
