@@ -386,13 +386,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     composite = metrics["composite"]
     if composite:
         print(f"composites: {composite['sets']} held-out sets of 2–4 parts ({composite['rows']} rows); each part "
-              f"in the composite | alone:")
+              f"from the target to the composite | the row's own effect | alone (colour pairs):")
         header = f"{'colour':>7} {'shape':>6} {'visible':>8}"
-        print(f"{'part':>12} {header} | {header}")
+        print(f"{'part':>12} {header} | {header} | {header}")
         for part, t in composite["parts"].items():
-            c, s = Transfer(**t["composite"]), Transfer(**t["single"])
-            print(f"{part:>12} {c.color:7.2f} {c.shape:6.2f} {c.visible:8.0%} | {s.color:7.2f} {s.shape:6.2f} "
-                  f"{s.visible:8.0%}")
+            figures = [Transfer(**t[kind]) for kind in ("composite", "own", "single")]
+            print(f"{part:>12} " + " | ".join(f"{f.color:7.2f} {f.shape:6.2f} {f.visible:8.0%}" for f in figures)
+                  + f"   ({figures[0].color_pairs}, {figures[1].color_pairs}, {figures[2].color_pairs})")
         print(f"leak outside the union of the parts: {composite['leak']:.3f}")
     print(f"wrote {args.out}/metrics.json, transfer.png, locality_*.png, heatmaps.png")
 

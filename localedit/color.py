@@ -7,6 +7,8 @@ curve → linear RGB → CIE XYZ (sRGB primaries, D65 white) → L*a*b* with the
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -28,20 +30,29 @@ def srgb_to_lab(images: Tensor) -> Tensor:
     """Generator images [B, 3, H, W] in [-1, 1] → CIELAB [B, 3, H, W] (L in [0, 100], D65 white).
 
     Values outside [-1, 1] are clipped first: the measure is about the image a user sees, which is clipped.
+    Every edit converts its image, so the steps are few: two matrix products and the two curves.
     """
     _check_images(images, "images")
     dtype = images.dtype if images.is_floating_point() else torch.float32
-    rgb = ((images.to(dtype) + 1) / 2).clamp(0, 1)
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055).pow(2.4))
-    matrix = torch.tensor(_RGB_TO_XYZ, dtype=dtype, device=images.device)
-    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear)
-    # The white point is the matrix applied to RGB = (1, 1, 1), so sRGB white lands exactly on a* = b* = 0.
-    white = matrix.sum(dim=1)[None, :, None, None]
-    t = xyz / white
+    rgb = images.to(dtype).add(1).div_(2).clamp_(0, 1)
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, rgb.add(0.055).div_(1.055).pow_(2.4))
+    to_xyz, to_lab, offset = _matrices(dtype, images.device)
+    t = torch.matmul(to_xyz, linear.flatten(2))  # [B, 3, H·W], XYZ relative to the white point
     # Cube root above the knee, the linear segment below it (avoids the infinite slope at 0).
-    f = torch.where(t > _DELTA**3, t.clamp_min(_DELTA**3).pow(1 / 3), t / (3 * _DELTA**2) + 4 / 29)
-    fx, fy, fz = f.unbind(dim=1)
-    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=1)
+    f = torch.where(t > _DELTA**3, t.clamp_min(_DELTA**3).pow_(1 / 3), t / (3 * _DELTA**2) + 4 / 29)
+    return (torch.matmul(to_lab, f) + offset).view(images.shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(linear RGB → XYZ ÷ white, f(X, Y, Z) → L*a*b*, the L* offset as a column)."""
+    rgb_to_xyz = torch.tensor(_RGB_TO_XYZ, dtype=torch.float64)
+    # The white point is the matrix applied to RGB = (1, 1, 1); dividing each row by it puts white at t = 1.
+    to_xyz = rgb_to_xyz / rgb_to_xyz.sum(dim=1, keepdim=True)
+    # L* = 116 f(Y) − 16, a* = 500 (f(X) − f(Y)), b* = 200 (f(Y) − f(Z)).
+    to_lab = torch.tensor([[0.0, 116, 0], [500, -500, 0], [0, 200, -200]], dtype=torch.float64)
+    offset = torch.tensor([[-16.0], [0], [0]], dtype=torch.float64)
+    return tuple(m.to(dtype=dtype, device=device) for m in (to_xyz, to_lab, offset))
 
 
 def squared_error_map(a: Tensor, b: Tensor) -> Tensor:

@@ -1,9 +1,17 @@
 """Composites measured on held-out seeds (part of `evaluate`).
 
 Each set is a target and 2–4 rows, each a different judged part from its own reference. For every part, its
-transfer (transfer.py: colour, shape, visibility) inside the composite is set against the same part's single edit
-of the same target by the same reference, so a part that a composite weakens shows as a gap between the two. The
-leak is the composite's mean ΔE² outside the union of all its parts (the target's and the composite's judge
+transfer (transfer.py: colour, shape, visibility) is set against the same part's single edit of the same target
+by the same reference, so a part that a composite weakens shows as a gap. It is measured two ways:
+
+- "composite": from the target to the composite, as for a single edit. This also counts what the other rows do
+  inside the part's mask: a skin row darkens the lids and lips that the eyes' and mouth's masks include, and
+  since colour transfer is measured on pairs whose part colours differ, such a change often lands near the
+  reference's colour by chance;
+- "own": from the composite without this row to the composite, the row's own effect in its context. This is the
+  figure to hold against the single edit (a row that loses channels to another part shows here).
+
+The leak is the composite's mean ΔE² outside the union of all its parts (the target's and the composite's judge
 masks) ÷ the mean inside it, a ratio of means over every set, like transfer.py's.
 """
 
@@ -52,22 +60,26 @@ def _judged(judge: Judge, images: list[np.ndarray]) -> tuple[Tensor, Tensor]:
 
 def measure_composites(editor: Editor, judge: Judge, sets: list[tuple[int, list[tuple[str, int]]]],
                        truncation: float | None = None, progress: bool = True) -> dict:
-    """{"parts": {part: {"composite": Transfer dict, "single": Transfer dict}}, "leak": float, "sets": n,
-    "rows": total rows}."""
+    """{"parts": {part: {"composite": Transfer dict, "own": Transfer dict, "single": Transfer dict}},
+    "leak": float, "sets": n, "rows": total rows}."""
     per_part: dict[str, dict[str, list[np.ndarray]]] = {}
     outside = inside = n_out = n_in = 0.0
     with torch.inference_mode():
         for target, rows in tqdm(sets, desc="composites", disable=not progress, leave=False):
             result = composite(editor, target, rows, truncation)
             singles = [editor.edit(target, r, part, truncation=truncation).edited for part, r in rows]
-            lab, labels = _judged(judge, [result.target, result.edited, *result.references, *singles])
+            # Without its row the composite is the other rows' (the target itself when there are none).
+            without = [composite(editor, target, others, truncation).edited if others else result.target
+                       for others in ([row for row in rows if row[0] != part] for part, _ in rows)]
+            lab, labels = _judged(judge, [result.target, result.edited, *result.references, *singles, *without])
             k = len(rows)
             lab_t, lab_e, labels_t, labels_e = lab[:1], lab[1:2], labels[:1], labels[1:2]
             for j, (part, _) in enumerate(rows):
-                r, s = 2 + j, 2 + k + j
-                for kind, e in (("composite", 1), ("single", s)):
-                    figures = pair_figures(part, lab_t, lab[r:r + 1], lab[e:e + 1], labels_t, labels[r:r + 1],
-                                           labels[e:e + 1])
+                r = 2 + j
+                # (kind, the image it starts from, the edited image), as indices into lab and labels
+                for kind, b, e in (("composite", 0, 1), ("own", 2 + 2 * k + j, 1), ("single", 0, 2 + k + j)):
+                    figures = pair_figures(part, lab[b:b + 1], lab[r:r + 1], lab[e:e + 1], labels[b:b + 1],
+                                           labels[r:r + 1], labels[e:e + 1])
                     per_part.setdefault(part, {}).setdefault(kind, []).append(figures)
             union = torch.zeros_like(labels_t, dtype=torch.bool)
             for part, _ in rows:

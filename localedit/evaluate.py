@@ -62,11 +62,12 @@ SWEEPS = {
 class Budget:
     samples: int  # generated samples for validity, semantics and realism
     pairs: int  # (target, reference) pairs per part for the locality curves
+    composites: int  # composite sets: a part's colour is measurable in only a few of them (colour pairs)
     batch: int = 32
 
 
-FULL = Budget(samples=1000, pairs=64)
-QUICK = Budget(samples=16, pairs=3, batch=8)
+FULL = Budget(samples=1000, pairs=64, composites=512)
+QUICK = Budget(samples=16, pairs=3, composites=3, batch=8)
 
 
 def _batches(n: int, size: int) -> list[slice]:
@@ -340,8 +341,8 @@ def save_heatmaps(heatmaps: dict[str, np.ndarray], path: Path) -> None:
 def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, progress: bool = True) -> dict:
     """Run every measurement, write metrics.json and the PNGs into `out`, and return the metrics."""
     catalog = editor.catalog
-    # Composites take the seeds after the pairs': 2 to 4 rows per set, one set per pair budget.
-    sets = composite_sets(judged_parts(editor), budget.pairs, EVAL_SEED + budget.samples + 2 * budget.pairs)
+    # Composites take the seeds after the pairs': 2 to 4 rows per set.
+    sets = composite_sets(judged_parts(editor), budget.composites, EVAL_SEED + budget.samples + 2 * budget.pairs)
     check_held_out(range(EVAL_SEED, seeds_used(sets).stop), range(catalog.seed, catalog.seed + catalog.n_samples))
     out.mkdir(parents=True, exist_ok=True)
     psi = editor.generator.config.truncation

@@ -79,9 +79,10 @@ def test_numbers_are_finite_and_in_range(metrics):
         assert set(m["color_variety"][source]) == {"eyes", "mouth"}
         assert all(0 <= v <= 1 for v in m["color_variety"][source].values()), source
     c = m["composite"]  # two judged parts: every set has both
-    assert c["sets"] == QUICK.pairs and c["rows"] == 2 * QUICK.pairs and math.isfinite(c["leak"]) and c["leak"] >= 0
+    assert c["sets"] == QUICK.composites and c["rows"] == 2 * QUICK.composites
+    assert math.isfinite(c["leak"]) and c["leak"] >= 0
     assert set(c["parts"]) == {"eyes", "mouth"}
-    assert all(set(t) == {"composite", "single"} and t["composite"]["pairs"] == QUICK.pairs
+    assert all(set(t) == {"composite", "own", "single"} and t["own"]["pairs"] == QUICK.composites
                for t in c["parts"].values())
 
 
@@ -101,7 +102,7 @@ def test_a_one_row_composite_measures_as_its_single_edit(tiny_generator, tiny_ca
     sets = [(10 + 2 * i, [("eyes" if i % 2 else "mouth", 11 + 2 * i)]) for i in range(4)]
     m = measure_composites(editor, FixedLayoutJudge().eval(), sets, progress=False)
     for part, t in m["parts"].items():
-        assert t["composite"] == t["single"] and t["composite"]["pairs"] == 2, part
+        assert t["composite"] == t["own"] == t["single"] and t["composite"]["pairs"] == 2, part
 
 
 def test_structure_validity_rejects_missing_parts():
@@ -116,12 +117,12 @@ def test_structure_validity_rejects_missing_parts():
 
 
 def test_evaluation_refuses_tuning_and_catalog_seeds(tiny_generator, tiny_catalog, tmp_path):
-    check_held_out(range(100_000, 101_128), range(0, 200))  # the full budget is clear of both
+    check_held_out(range(100_000, 104_000), range(0, 200))  # the full budget (with its composites) is clear of both
     with pytest.raises(ValueError, match="overlap the tuning and labelling seeds"):
         check_held_out(range(100_000, 300_001), range(0, 200))
     with pytest.raises(ValueError, match="overlap the catalog seeds"):
         check_held_out(range(150, 400), range(0, 200))
-    huge = QUICK.__class__(samples=250_000, pairs=2)
+    huge = QUICK.__class__(samples=250_000, pairs=2, composites=2)
     with pytest.raises(ValueError, match="overlap"):
         evaluate(Editor(tiny_generator, tiny_catalog), FixedLayoutJudge().eval(), tmp_path / "x", huge,
                  progress=False)
