@@ -135,8 +135,17 @@ def _cmd_edit(args: argparse.Namespace) -> None:
 
     from localedit.composite import composite, parse_row
     from localedit.edit import Editor
+    from localedit.projection import load_latent
     from localedit.sheets import composite_strip, edit_grid, edit_strip
 
+    if args.target_latent is not None:
+        if args.target is not None or args.targets:
+            raise ValueError("name one target: --target or --target-latent")
+        args.target = load_latent(args.target_latent)
+    if args.reference_latent is not None:
+        if args.reference is not None or args.references:
+            raise ValueError("name one reference: --reference or --reference-latent")
+        args.reference = load_latent(args.reference_latent)
     targets = args.targets or ([args.target] if args.target is not None else [])
     references = args.references or ([args.reference] if args.reference is not None else [])
     if args.composite is not None:
@@ -174,6 +183,92 @@ def _cmd_edit(args: argparse.Namespace) -> None:
               f"channels changed {sum(result.changed.values())}")
     image.save(output)
     print(f"wrote {output}")
+
+
+def _projection_settings(args: argparse.Namespace):
+    from localedit.projection import DEFAULT, ProjectSettings
+
+    return ProjectSettings(steps=DEFAULT.steps if args.steps is None else args.steps,
+                           lr=DEFAULT.lr if args.lr is None else args.lr,
+                           perceptual=DEFAULT.perceptual if args.perceptual is None else args.perceptual,
+                           use_encoder=not args.no_encoder)
+
+
+def _encoder_and_judge(model, args: argparse.Namespace, settings):
+    from localedit.encoder import load_encoder
+    from localedit.judge import load_judge
+
+    encoder = load_encoder(model.folder, model.generator) if settings.use_encoder else None
+    judge = load_judge(args.judge) if settings.perceptual > 0 else None
+    return encoder, judge
+
+
+def _cmd_project(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from localedit.hub import load_model
+    from localedit.projection import project, read_image, save_latent
+    from localedit.sheets import projection_figure
+
+    image = read_image(args.image)  # a bad picture fails before any model loads or anything is written
+    settings = _projection_settings(args)
+    model = load_model(args.model)
+    encoder, judge = _encoder_and_judge(model, args, settings)
+    if settings.use_encoder and encoder is None:
+        print(f"{args.model} has no encoder: the projection starts from the average face")
+    with tqdm(total=settings.steps, desc="projecting") as bar:
+        result = project(model.generator, image, encoder, judge, settings, lambda step, total: bar.update())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_latent(out / "latent.safetensors", result, args.model)
+    projection_figure(result).save(out / "projection.png")
+    c = result.crop
+    print(f"PSNR {result.psnr:.2f} dB; crop {c.side}×{c.side} at ({c.left}, {c.top}) of {c.width}×{c.height}")
+    print(f"wrote {out / 'latent.safetensors'} and {out / 'projection.png'}; edit it with "
+          f"python -m localedit edit --model {args.model} --target-latent {out / 'latent.safetensors'} ...")
+
+
+def _cmd_evaluate_projection(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.judge import load_judge
+    from localedit.projection_eval import measure_projection, projection_sheet
+
+    settings = _projection_settings(args)
+    model = _cataloged(args.model)
+    encoder, _ = _encoder_and_judge(model, args, settings)
+    editor = Editor(model.generator, model.catalog)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    m, projected = measure_projection(editor, encoder, load_judge(args.judge), args.faces, settings)
+    (out / "projection.json").write_text(json.dumps(m, indent=2) + "\n")
+    projection_sheet(editor, projected).save(out / "projection.png")
+    t = m["time"]
+    print(f"{m['faces']} held-out faces from {m['first_face']}; {settings}")
+    print(f"encoder only      median PSNR {m['encoder_psnr_median']:6.2f} dB   {t['encoder_passes']:6.1f} synthesis "
+          f"passes")
+    print(f"projection        median PSNR {m['projection_psnr_median']:6.2f} dB   {t['projection_passes']:6.1f} "
+          f"synthesis passes   judge mIoU {m['projection_miou']:.3f} (on the inputs themselves "
+          f"{m['input_miou']:.3f})")
+    print(f"{'part':>12}  projected targets: colour shape leak | seed targets: colour shape leak")
+    for part, kinds in m["editability"].items():
+        a, b = kinds["projected"], kinds["seed"]
+        print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
+              f"{b['shape']:6.2f} {b['leak']:6.3f}")
+    print(f"wrote {out / 'projection.json'} and {out / 'projection.png'}")
+
+
+def _cmd_train_encoder(args: argparse.Namespace) -> None:
+    from localedit.encoder import EncoderTrainConfig, save_encoder, train_encoder
+    from localedit.hub import load_model, writable_folder
+
+    model = load_model(args.model)
+    folder = writable_folder(model, args.out)
+    config = EncoderTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads)
+    save_encoder(folder, encoder, record)
+    print(f"encoder: {record['steps']} steps in {record['seconds'] / 60:.0f} min, final pixel MSE "
+          f"{record['final_pixel_mse']:.4f} → {folder}")
 
 
 def _cmd_samples(args: argparse.Namespace) -> None:
@@ -482,6 +577,8 @@ def main(argv: list[str] | None = None) -> None:
     _model(p, "a local folder or owner/name[@revision] with a catalog")
     p.add_argument("--target", type=int, help="the target's seed")
     p.add_argument("--reference", type=int, help="the reference's seed")
+    p.add_argument("--target-latent", metavar="FILE", help="the target: a latent.safetensors from `project`")
+    p.add_argument("--reference-latent", metavar="FILE", help="the reference: a latent.safetensors from `project`")
     p.add_argument("--targets", type=int, nargs="*", help="grid rows")
     p.add_argument("--references", type=int, nargs="*", help="grid columns")
     p.add_argument("--part", help="a part name (a comma-separated list with --grid; default: all)")
@@ -500,6 +597,38 @@ def main(argv: list[str] | None = None) -> None:
                    "resolution (default: a strip of target, references, edit and diff)")
     p.add_argument("-o", "--output", required=True, help="the PNG to write (its folder is made if missing)")
     p.set_defaults(func=_cmd_edit)
+
+    def projection_knobs(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--steps", type=int, help="refinement steps after the encoder (default: the app's)")
+        p.add_argument("--lr", type=float, help="Adam's rate for the refinement")
+        p.add_argument("--perceptual", type=float, help="weight of the judge-feature loss (0: pixels only)")
+        p.add_argument("--no-encoder", action="store_true", help="start from the average face, as Image2StyleGAN")
+        p.add_argument("--judge", default="assets/judge", help="the judge's folder (for the perceptual loss)")
+
+    p = command("project", help="project a picture into a model's W+: latent.safetensors and projection.png")
+    p.add_argument("image", help="a picture file (PNG, JPEG, ...); it is centre-cropped to a square")
+    _model(p, "a local folder or owner/name[@revision]")
+    projection_knobs(p)
+    p.add_argument("-o", "--out", required=True, help="the folder to write latent.safetensors and projection.png")
+    p.set_defaults(func=_cmd_project)
+
+    p = command("evaluate-projection", help="projection fidelity, time and editability on held-out faces")
+    _model(p, "a local folder or owner/name[@revision] with a catalog")
+    projection_knobs(p)
+    p.add_argument("--faces", type=int, default=32, help="held-out procedural faces to project")
+    p.add_argument("--out", required=True, help="the folder to write projection.json and projection.png")
+    p.set_defaults(func=_cmd_evaluate_projection)
+
+    p = command("train-encoder", help="train an encoder (image → W+) for a model; it goes into the model folder")
+    _model(p, "a local model folder, or owner/name[@revision] with --out")
+    p.add_argument("--steps", type=int, default=7000)
+    p.add_argument("--batch", type=int, default=16, help="half generator samples, half procedural faces")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--checkpoint", help="a file to save progress to and resume from (e.g. runs/encoder/latest.pt)")
+    p.add_argument("--out", help="a local folder to write into (default: the model's own folder)")
+    p.set_defaults(func=_cmd_train_encoder)
 
     p = command("suggest", help="propose cluster names from the judge's part labels on generated samples")
     _model(p, "a local folder or owner/name[@revision] with a catalog")

@@ -1,13 +1,16 @@
-"""The editor: two seeds and a part in, a locally edited image out (paper §3.2, Eq. 3).
+"""The editor: a target, a reference and a part in, a locally edited image out (paper §3.2, Eq. 3).
 
-Each seed's styles, image and cluster map are computed once and kept in a bounded LRU cache, so a warm edit
-costs exactly one synthesis pass: the query (a few sorts) and σ_G = σ_T + q ⊙ (σ_R − σ_T) are negligible.
-Everything runs at batch 1, so an edit's bytes do not depend on what else was computed before it.
+A target or reference is a source: a seed (its z mapped and truncated at ψ), or a `Latent`, a W+ point such as a
+projected picture (projection.py), used as it is. Each source's styles, image and cluster map are computed once
+and kept in a bounded LRU cache, so a warm edit costs one synthesis pass: the query (a few sorts) and
+σ_G = σ_T + q ⊙ (σ_R − σ_T) are negligible. Everything runs at batch 1, so an edit's bytes do not depend on what
+else was computed before it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -35,6 +38,37 @@ METHODS = ("sequential", "simultaneous", "global")
 MAX_SEED = 2**32 - 1
 
 
+@dataclass(frozen=True, eq=False)
+class Latent:
+    """A source that is not a seed: a W+ latent [n_latent, style_dim] (one w per style input), float32. Two are
+    the same source when their bytes are; `name` is a digest of them, for caches and links."""
+
+    w: Tensor
+    name: str
+
+    @classmethod
+    def of(cls, w: Tensor | np.ndarray) -> Latent:
+        w = torch.as_tensor(w).detach().to(torch.float32).cpu().contiguous().clone()
+        if w.ndim != 2 or not bool(torch.isfinite(w).all()):
+            raise ValueError(f"a latent is a finite W+ tensor [n_latent, style_dim], got shape {list(w.shape)}")
+        return cls(w, hashlib.sha256(w.numpy().tobytes()).hexdigest()[:16])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Latent) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("latent", self.name))
+
+    def __repr__(self) -> str:
+        return f"Latent({self.name})"
+
+    def __str__(self) -> str:
+        return f"latent {self.name[:8]}"
+
+
+Source = int | Latent
+
+
 @dataclass(frozen=True)
 class Query:
     """The knobs that decide the query q (paper §3.2.3), fully resolved. It names no image: the same query serves
@@ -52,9 +86,9 @@ class EditParams:
     """One edit, fully resolved: what is edited (the target and reference seeds at ψ) and the query.
     The same params give the same bytes. The query's knobs read through (params.part, params.epsilon, ...)."""
 
-    target: int
-    reference: int
-    truncation: float
+    target: Source
+    reference: Source
+    truncation: float  # ψ of the seeds; a Latent is used as it is
     query: Query
 
     part = property(lambda self: self.query.part)
@@ -169,11 +203,20 @@ class Editor:
         """Validate every input and fill defaults from the catalog; raises ValueError saying what is allowed."""
         query = self.resolve_query(part, epsilon, threshold, method, lam)
         return EditParams(
-            target=check_seed("target", target_seed),
-            reference=check_seed("reference", reference_seed),
+            target=self.check_source("target", target_seed),
+            reference=self.check_source("reference", reference_seed),
             truncation=self.resolve_truncation(truncation),
             query=query,
         )
+
+    def check_source(self, name: str, source: object) -> Source:
+        """A seed (whole number from 0 to MAX_SEED) or a Latent of this generator's W+ shape; raises ValueError."""
+        if not isinstance(source, Latent):
+            return check_seed(name, source)
+        shape = (self.generator.n_latent, self.generator.style_dim)
+        if tuple(source.w.shape) != shape:
+            raise ValueError(f"{name} latent has shape {list(source.w.shape)}; this model's W+ is {list(shape)}")
+        return source
 
     def resolve_truncation(self, truncation: float | None = None) -> float:
         """ψ in [0, 1]; None gives the model's own."""
@@ -276,16 +319,19 @@ class Editor:
         """The threshold at and past which the part's sequential query is empty: its largest M."""
         return self.catalog.threshold_max(self.part_settings(part))
 
-    def sample(self, seed: int, truncation: float) -> _Sample:
-        """A seed's styles, image and cluster map, from the LRU cache when warm."""
-        key = (seed, truncation)
+    def sample(self, source: Source, truncation: float) -> _Sample:
+        """A source's styles, image and cluster map, from the LRU cache when warm. ψ applies to seeds only."""
+        key = (source, None if isinstance(source, Latent) else truncation)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         g = self.generator
         with torch.inference_mode():
-            styles = g.seed_styles([seed], truncation)
+            if isinstance(source, Latent):
+                styles = g.styles(source.w[None].to(g.latent_avg.device))
+            else:
+                styles = g.seed_styles([source], truncation)
             image, clusters = synthesize_with_clusters(g, self.catalog, styles)
             sample = _Sample(styles=styles, packed=pack_styles(styles, self.dims), image=image,
                              pixels=to_uint8(image), lab=srgb_to_lab(image),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,9 @@ from localedit import viz
 from localedit.composite import CompositeResult
 from localedit.edit import Editor, EditResult, to_uint8
 from localedit.stylegan2 import Generator
+
+if TYPE_CHECKING:
+    from localedit.projection import Projection
 
 
 def _scale_for(image: np.ndarray, target: int = 192) -> int:
@@ -101,3 +105,13 @@ def edit_grid(editor: Editor, targets: Sequence[int], references: Sequence[int],
                 rows.append([blank] + [viz.upscale(res.reference, scale) for res in results])
             rows.append([viz.upscale(results[0].target, scale)] + [viz.upscale(res.edited, scale) for res in results])
     return viz.with_row_labels(viz.grid(rows), labels, rows[0][0].shape[0])
+
+
+def projection_figure(projection: Projection, height: int = 192) -> Image.Image:
+    """The picture as fitted to the model | its projection | the loss at each refinement step."""
+    scale = _scale_for(projection.target, height)
+    images = [viz.upscale(projection.target, scale), viz.upscale(projection.image, scale)]
+    side = images[0].shape[0]
+    plot = np.asarray(viz.line_plot(projection.losses, side, side, "loss per step"))
+    return viz.labelled_row([*images, plot], ["the picture (cropped)", f"projection  {projection.psnr:.1f} dB",
+                                              f"{len(projection.losses)} refinement steps"])

@@ -173,3 +173,25 @@ def triples_sheet(rows: list[tuple[str, list[np.ndarray]]], scale: int = 2, pad:
             x = label_w + (i // 3) * (3 * (w + pad) + gap) + (i % 3) * (w + pad)
             sheet.paste(Image.fromarray(upscale(cell, scale)), (x, y))
     return sheet
+
+
+def line_plot(values: Sequence[float], width: int, height: int, title: str = "") -> Image.Image:
+    """A small line chart of `values` (a log scale when they span more than a factor of 10); blank when empty."""
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 2), title, fill="black")
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return sheet
+    log = v.min() > 0 and v.max() / v.min() > 10
+    y = np.log10(v) if log else v
+    lo, hi = float(y.min()), float(y.max())
+    span = hi - lo or 1.0
+    left, top, right, bottom = 6, 16, width - 6, height - 14
+    xs = left + (right - left) * np.arange(v.size) / (v.size - 1)
+    ys = bottom - (bottom - top) * (y - lo) / span
+    draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=(31, 119, 180), width=2)
+    draw.text((left, bottom + 1), f"{v[-1]:.3g}" + (" (log scale)" if log else ""), fill="black")
+    return sheet

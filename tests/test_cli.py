@@ -195,3 +195,32 @@ def test_help_shows_defaults_and_the_model_has_both_spellings(model_dir, tmp_pat
     assert a.read_bytes() == b.read_bytes()
     assert "sheet needs a model" in _fails("sheet")
     assert "two models named" in _fails("sheet", str(model_dir), "--model", str(tmp_path))
+
+
+def test_project_a_picture_then_edit_its_latent(model_dir, tmp_path):
+    from localedit.edit import Editor
+    from localedit.projection import load_latent
+
+    model = load_model(model_dir)
+    picture = Editor(model.generator, model.catalog).sample(5, 0.7).pixels
+    Image.fromarray(np.pad(picture, ((0, 0), (8, 8), (0, 0)))).save(tmp_path / "me.png")  # wider than tall
+    out = run("project", str(tmp_path / "me.png"), "--model", str(model_dir), "--steps", "5", "--perceptual", "0",
+              "-o", str(tmp_path / "proj"))
+    assert "PSNR" in out and f"crop {picture.shape[0]}×{picture.shape[0]} at (8, 0)" in out
+    assert "has no encoder" in out  # the tiny model has none: the average face is the start
+    assert Image.open(tmp_path / "proj" / "projection.png").width > 3 * 64
+    latent = load_latent(tmp_path / "proj" / "latent.safetensors")
+    run("edit", "--model", str(model_dir), "--target-latent", str(tmp_path / "proj" / "latent.safetensors"),
+        "--reference", "7", "--part", "eyes", "--image-only", "-o", str(tmp_path / "edit.png"))
+    expected = Editor(model.generator, model.catalog).edit(latent, 7, "eyes").edited
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "edit.png")), expected)
+    (tmp_path / "text.png").write_text("not a picture")
+    assert "not a picture" in _fails("project", str(tmp_path / "text.png"), "--model", str(model_dir),
+                                     "-o", str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()  # nothing written for a bad picture
+    assert "not a latent file" in _fails("edit", "--model", str(model_dir), "--target-latent",
+                                         str(tmp_path / "text.png"), "--reference", "7", "--part", "eyes",
+                                         "-o", str(tmp_path / "bad.png"))
+    assert "name one target" in _fails("edit", "--model", str(model_dir), "--target", "3", "--target-latent",
+                                       str(tmp_path / "proj" / "latent.safetensors"), "--reference", "7",
+                                       "--part", "eyes", "-o", str(tmp_path / "bad.png"))

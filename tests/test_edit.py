@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from localedit.edit import Editor, to_uint8
+from localedit.edit import Editor, Latent, to_uint8
 from localedit.query import interpolate
 from localedit.stylegan2 import seed_to_z
 
@@ -155,3 +155,21 @@ def test_one_threshold_bound_for_parts_and_edits(tiny_catalog):
     assert Part("eyes", (0,), threshold=MAX_THRESHOLD).threshold == MAX_THRESHOLD
     with pytest.raises(ValueError, match="threshold must be a number from 0 to 0.99"):
         Part("eyes", (0,), threshold=0.995)  # refused when stored, not at every edit that reads it
+
+
+def test_a_latent_source_edits_like_its_seed(tiny_generator, tiny_catalog):
+    g = tiny_generator
+    editor = Editor(g, tiny_catalog)
+    with torch.inference_mode():
+        w = g.truncate(g.mapping(seed_to_z(3, g.style_dim)), 0.7)
+    latent = Latent.of(w.expand(g.n_latent, -1))  # seed 3's w in every W+ slot
+    assert latent == Latent.of(latent.w.clone()) and len({latent, Latent.of(latent.w.clone())}) == 1
+    by_seed = editor.edit(3, 7, "mouth", truncation=0.7)
+    by_latent = editor.edit(latent, 7, "mouth", truncation=0.7)
+    assert np.array_equal(by_latent.edited, by_seed.edited) and np.array_equal(by_latent.target, by_seed.target)
+    as_reference = editor.edit(7, latent, "mouth", truncation=0.7)
+    assert np.array_equal(as_reference.reference, by_seed.target)
+    with pytest.raises(ValueError, match="this model's W\\+ is"):
+        editor.edit(Latent.of(torch.zeros(2, 3)), 7, "mouth")
+    with pytest.raises(ValueError, match="finite W\\+ tensor"):
+        Latent.of(torch.full((g.n_latent, g.style_dim), float("nan")))

@@ -1,0 +1,243 @@
+"""Projection: a picture → a W+ latent of the generator, so that an upload can be edited like a seed.
+
+The paper names real images as its extension (§1, §5), embedded by Image2StyleGAN (its ref. [1]): Adam on a W+
+latent (one w per style input, [n_latent, style_dim]), started from `latent_avg`, on a pixel loss plus a
+perceptual loss. Here the start is the model's encoder when it has one (encoder.py, one forward pass), and a few
+refinement steps follow; noise stays const, as in every edit, so a projection is a point of the same space the
+seeds live in.
+
+- `read_image` turns a file's bytes into RGB pixels, refusing what cannot be one (not an image, truncated, huge,
+  no colour channels, an alpha channel) with an error that says so;
+- `fit_image` centre-crops to a square and resizes to the model's resolution, and reports the crop;
+- `project` returns the latent, its styles, the reconstruction and its PSNR, and the loss per step.
+
+The perceptual loss compares the judge's encoder features (judge.py), which exist offline for the embedded
+genre; without a judge the loss is the pixel loss alone. Everything is deterministic for the same pixels and
+settings on the same machine.
+
+Procedural faces for measuring projections come from `EVAL_FACES`, and settings are chosen on `TUNING_FACES`;
+the encoder trains on faces below both.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from localedit.edit import Latent, to_uint8
+from localedit.encoder import PROJECTION_EVAL_OFFSET, Encoder, encode
+from localedit.faces import to_tensor
+from localedit.hub import write_atomic
+from localedit.judge import Judge
+from localedit.stylegan2 import Generator
+
+EVAL_FACES = range(PROJECTION_EVAL_OFFSET, PROJECTION_EVAL_OFFSET + 100_000)
+TUNING_FACES = range(EVAL_FACES.stop, EVAL_FACES.stop + 100_000)
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo is the largest picture read
+MAX_BYTES = 50 * 2**20
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The square taken from the input, in its pixels: left, top and side; and the input's width and height."""
+
+    left: int
+    top: int
+    side: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """How a picture is projected. The defaults are the app's, chosen on TUNING_FACES."""
+
+    steps: int = 60  # refinement steps after the start (0: the encoder's answer, or the average face)
+    lr: float = 0.04
+    perceptual: float = 0.5  # weight of the judge-feature loss against the pixel loss (0: pixels only)
+    use_encoder: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.steps, int) and 0 <= self.steps <= 5000):
+            raise ValueError(f"steps must be a whole number from 0 to 5000, got {self.steps!r}")
+        for name in ("lr", "perceptual"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+
+
+DEFAULT = ProjectSettings()
+
+
+@dataclass(frozen=True)
+class Projection:
+    latent: Tensor  # W+ [n_latent, style_dim]
+    image: np.ndarray  # uint8 [size, size, 3], the generator's rendering of the latent
+    target: np.ndarray  # uint8 [size, size, 3], the input as fitted to the model
+    crop: Crop
+    losses: tuple[float, ...]  # the loss at each refinement step
+    psnr: float  # of `image` against `target`, dB
+
+
+def read_image(data: bytes | str | Path) -> np.ndarray:
+    """A picture file (its bytes or its path) → uint8 [H, W, 3] RGB. Raises ValueError saying what is wrong."""
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise ValueError(f"no such picture file: {path}")
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; pictures up to "
+                             f"{MAX_BYTES // 2**20} MB are read")
+        data = path.read_bytes()
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError(f"a picture is a file's bytes or its path, got {type(data).__name__}")
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"the picture is {len(data) / 2**20:.0f} MB; pictures up to {MAX_BYTES // 2**20} MB are read")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"the picture is {im.width}×{im.height}, over {MAX_PIXELS // 10**6} megapixels; "
+                                 "scale it down first")
+            if im.mode in ("1", "L", "I", "I;16", "F"):
+                raise ValueError(f"the picture has no colour channels (mode {im.mode}); the model needs an RGB "
+                                 "picture")
+            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+                raise ValueError("the picture has an alpha channel (transparency); save it without one, e.g. as "
+                                 "a JPEG or an RGB PNG")
+            im.load()
+            rgb = im.convert("RGB")
+    except ValueError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ValueError(f"not a picture this app can read: {e}") from None
+    except (OSError, SyntaxError) as e:  # a truncated or damaged file fails while decoding
+        raise ValueError(f"the picture file is damaged or truncated: {e}") from None
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def fit_image(image: np.ndarray, size: int) -> tuple[np.ndarray, Crop]:
+    """uint8 [H, W, 3] → the centred square, resized to size × size (Lanczos), and the crop it took."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"an image is uint8 [H, W, 3], got {getattr(image, 'dtype', type(image).__name__)} "
+                         f"{list(getattr(image, 'shape', []))}")
+    height, width = image.shape[:2]
+    side = min(height, width)
+    if side < 8:
+        raise ValueError(f"the picture is {width}×{height}; it needs at least 8 pixels on each side")
+    left, top = (width - side) // 2, (height - side) // 2
+    square = Image.fromarray(image[top:top + side, left:left + side])
+    if side != size:
+        square = square.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(square, dtype=np.uint8).copy(), Crop(left, top, side, width, height)
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """PSNR in dB of images [B, 3, H, W] in [-1, 1] (a peak-to-peak range of 2) → [B]."""
+    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).square().mean(dim=(1, 2, 3))
+    return 10 * torch.log10(4 / mse.clamp_min(1e-12))
+
+
+def _features(judge: Judge, images: Tensor) -> list[Tensor]:
+    return judge._encode(judge.resized(images))
+
+
+def start_latents(generator: Generator, images: Tensor, encoder: Encoder | None) -> Tensor:
+    """The refinement's start for images [B, 3, H, W]: the encoder's W+, or `latent_avg` in every slot."""
+    if encoder is not None:
+        with torch.no_grad():
+            return encode(encoder, generator, images)
+    return generator.latent_avg.detach()[None, None].expand(len(images), generator.n_latent, -1).clone()
+
+
+def refine(generator: Generator, targets: Tensor, start: Tensor, settings: ProjectSettings,
+           judge: Judge | None = None, progress: Callable[[int, int], None] | None = None
+           ) -> tuple[Tensor, list[float]]:
+    """Adam on W+ latents [B, n_latent, style_dim] towards targets [B, 3, H, W]: the mean squared pixel error plus
+    `settings.perceptual` × the judge-feature error, for settings.steps steps with a cosine-decayed rate. Each image
+    is its own problem (the losses are summed over the batch). Returns the latents and the loss per step."""
+    latent = start.detach().clone().requires_grad_(True)
+    if settings.steps == 0:
+        return latent.detach(), []
+    opt = torch.optim.Adam([latent], lr=settings.lr, betas=(0.9, 0.999))
+    use_judge = judge is not None and settings.perceptual > 0
+    with torch.no_grad():
+        goal = [f.detach() for f in _features(judge, targets)] if use_judge else []
+    losses = []
+    for step in range(settings.steps):
+        for group in opt.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
+        image = generator.synthesize(generator.styles(latent))
+        loss = (image - targets).square().mean(dim=(1, 2, 3)).sum()
+        if use_judge:
+            feats = _features(judge, image)
+            loss = loss + settings.perceptual * sum((f - g).square().mean(dim=(1, 2, 3)) for f, g in
+                                                    zip(feats, goal, strict=True)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()) / len(targets))
+        if progress is not None:
+            progress(step + 1, settings.steps)
+    return latent.detach(), losses
+
+
+def project(generator: Generator, image: np.ndarray, encoder: Encoder | None = None, judge: Judge | None = None,
+            settings: ProjectSettings = DEFAULT,
+            progress: Callable[[int, int], None] | None = None) -> Projection:
+    """Project one picture (uint8 [H, W, 3], any size) into `generator`'s W+; see the module docstring.
+
+    progress(step, steps) is called after each refinement step."""
+    fitted, crop = fit_image(image, generator.config.size)
+    generator = generator.eval().requires_grad_(False)
+    judge = judge.eval().requires_grad_(False) if judge is not None else None
+    target = to_tensor(fitted)[None]
+    start = start_latents(generator, target, encoder if settings.use_encoder else None)
+    latent, losses = refine(generator, target, start, settings, judge, progress)
+    with torch.inference_mode():
+        rendered = generator.synthesize(generator.styles(latent))
+        quality = float(psnr(rendered, target)[0])
+    return Projection(latent=latent[0], image=to_uint8(rendered), target=fitted, crop=crop, losses=tuple(losses),
+                      psnr=quality)
+
+
+def reconstruction_psnr(generator: Generator, latents: Tensor, targets: Tensor) -> Tensor:
+    """PSNR [B] of the generator's renderings of latents [B, n_latent, style_dim] against targets [B, 3, H, W]."""
+    with torch.inference_mode():
+        return psnr(generator.synthesize(generator.styles(latents)), targets)
+
+
+# --- latent files ------------------------------------------------------------------------------------------
+
+
+def save_latent(path: str | Path, projection: Projection, model: str) -> Path:
+    """latent.safetensors: the W+ latent under "latent", and in the metadata the model it belongs to, the crop
+    and the PSNR."""
+    path = Path(path)
+    meta = {"model": model, "psnr": f"{projection.psnr:.3f}", "crop": json.dumps(projection.crop.__dict__)}
+    write_atomic(path, lambda p: save_file({"latent": projection.latent.contiguous()}, str(p), metadata=meta))
+    return path
+
+
+def load_latent(path: str | Path) -> Latent:
+    """A latent file written by `project` → a Latent source for the Editor; raises ValueError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such latent file: {path} (make one with `python -m localedit project IMAGE`)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a latent file (safetensors): {e}") from None
+    if "latent" not in tensors:
+        raise ValueError(f"{path} holds no 'latent' tensor (it has {sorted(tensors)})")
+    return Latent.of(tensors["latent"])

@@ -1,0 +1,97 @@
+"""Projection: reading pictures (and refusing what isn't one), fitting them to the model, and W+ optimisation."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from localedit.encoder import Encoder, EncoderConfig, load_encoder, save_encoder
+from localedit.projection import ProjectSettings, fit_image, project, psnr, read_image, start_latents
+
+
+def _png(array: np.ndarray, mode: str | None = None, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG", **kwargs)
+    return buf.getvalue()
+
+
+def test_read_image_gives_rgb_and_refuses_what_is_not_one(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    assert np.array_equal(read_image(_png(rgb)), rgb)
+    path = tmp_path / "a.png"
+    path.write_bytes(_png(rgb))
+    assert np.array_equal(read_image(path), rgb)
+    palette = Image.fromarray(rgb).convert("P")
+    buf = io.BytesIO()
+    palette.save(buf, format="PNG")
+    assert read_image(buf.getvalue()).shape == (20, 30, 3)  # a palette picture without transparency is RGB
+    cases = [
+        (b"hello, not a picture", "not a picture"),
+        (_png(rgb)[:200], "damaged or truncated"),
+        (_png(rgb[..., 0]), "no colour channels"),
+        (_png(np.dstack([rgb, np.full((20, 30), 128, np.uint8)])), "alpha channel"),
+        (42, "a file's bytes or its path"),
+        (str(tmp_path / "missing.png"), "no such picture file"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            read_image(data)
+
+
+def test_a_huge_picture_is_refused_before_it_is_decoded(monkeypatch):
+    import localedit.projection as projection
+    monkeypatch.setattr(projection, "MAX_PIXELS", 100)
+    with pytest.raises(ValueError, match="megapixels"):
+        read_image(_png(np.zeros((20, 30, 3), np.uint8)))
+
+
+def test_fit_image_centre_crops_and_reports_it():
+    image = np.zeros((40, 100, 3), np.uint8)
+    image[:, 30:70] = 255  # the centred 40×40 square is all white
+    fitted, crop = fit_image(image, 16)
+    assert fitted.shape == (16, 16, 3) and fitted.min() == 255
+    assert (crop.left, crop.top, crop.side, crop.width, crop.height) == (30, 0, 40, 100, 40)
+    with pytest.raises(ValueError, match="at least 8 pixels"):
+        fit_image(np.zeros((4, 100, 3), np.uint8), 16)
+    with pytest.raises(ValueError, match=r"uint8 \[H, W, 3\]"):
+        fit_image(np.zeros((40, 40), np.uint8), 16)
+
+
+def test_projection_recovers_a_sample_and_is_deterministic(tiny_generator):
+    g = tiny_generator
+    with torch.inference_mode():
+        w = g.truncate(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(5))), 0.7)
+        image = g.synthesize(g.styles(w))
+    pixels = ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    calls = []
+    settings = ProjectSettings(steps=40, lr=0.05, perceptual=0.0, use_encoder=False)
+    a = project(g, pixels, settings=settings, progress=lambda step, total: calls.append((step, total)))
+    b = project(g, pixels, settings=settings)
+    assert calls == [(i, 40) for i in range(1, 41)]
+    assert a.latent.shape == (g.n_latent, g.style_dim) and a.image.shape == pixels.shape
+    assert torch.equal(a.latent, b.latent) and np.array_equal(a.image, b.image)  # the same pixels, the same bytes
+    start = project(g, pixels, settings=ProjectSettings(steps=0, use_encoder=False))
+    assert a.psnr > start.psnr + 3 and a.losses[-1] < a.losses[0]  # refinement moves towards the picture
+    assert torch.equal(start.latent, g.latent_avg.expand(g.n_latent, -1))
+
+
+def test_an_untrained_encoder_answers_the_average_face_and_round_trips(tiny_generator, tmp_path):
+    g = tiny_generator
+    encoder = Encoder(EncoderConfig.for_generator(g, channels=(8, 8, 8), head=8)).eval()
+    images = torch.rand(2, 3, g.config.size, g.config.size) * 2 - 1
+    start = start_latents(g, images, encoder)
+    assert torch.equal(start, g.latent_avg.expand(2, g.n_latent, -1))
+    with torch.no_grad():
+        encoder.out.bias.normal_()
+    save_encoder(tmp_path, encoder, {"steps": 0})
+    loaded = load_encoder(tmp_path, g)
+    assert torch.equal(start_latents(g, images, loaded), start_latents(g, images, encoder))
+    assert load_encoder(tmp_path / "nothing", g) is None
+
+
+def test_psnr_of_equal_and_opposite_images():
+    x = torch.zeros(1, 3, 4, 4)
+    assert float(psnr(x - 1, x + 1)[0]) == pytest.approx(0.0)  # black against white: the whole range
+    assert float(psnr(x, x)[0]) > 100
