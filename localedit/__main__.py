@@ -237,6 +237,11 @@ def _cmd_evaluate_projection(args: argparse.Namespace) -> None:
     model = _cataloged(args.model)
     encoder, _ = _encoder_and_judge(model, args, settings)
     editor = Editor(model.generator, model.catalog)
+    if args.tune:
+        _tune_projection(editor, encoder, load_judge(args.judge), args)
+        return
+    if not args.out:
+        raise ValueError("name the folder to write the figures into with --out")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     m, projected = measure_projection(editor, encoder, load_judge(args.judge), args.faces, settings)
@@ -255,6 +260,21 @@ def _cmd_evaluate_projection(args: argparse.Namespace) -> None:
         print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
               f"{b['shape']:6.2f} {b['leak']:6.3f}")
     print(f"wrote {out / 'projection.json'} and {out / 'projection.png'}")
+
+
+def _tune_projection(editor, encoder, judge, args: argparse.Namespace) -> None:
+    from localedit.projection import ProjectSettings
+    from localedit.projection_eval import tune
+
+    grid = [ProjectSettings(steps=steps, lr=lr, perceptual=perceptual, use_encoder=not args.no_encoder)
+            for steps in args.tune_steps for lr in args.tune_lr for perceptual in args.tune_perceptual]
+    print(f"{len(grid)} candidates on {args.faces} tuning faces; per candidate: median PSNR of the projection, judge "
+          "mIoU, synthesis passes (batch 1)")
+    for row in tune(editor, encoder, judge, grid, args.faces):
+        s, t = row["settings"], row["time"]
+        print(f"steps {s['steps']:4d} lr {s['lr']:.3f} perceptual {s['perceptual']:.2f}   "
+              f"{row['projection_psnr_median']:6.2f} dB  mIoU {row['projection_miou']:.3f}  "
+              f"{t['projection_passes']:6.1f} passes   (encoder alone {row['encoder_psnr_median']:.2f} dB)", flush=True)
 
 
 def _cmd_train_encoder(args: argparse.Namespace) -> None:
@@ -615,8 +635,13 @@ def main(argv: list[str] | None = None) -> None:
     p = command("evaluate-projection", help="projection fidelity, time and editability on held-out faces")
     _model(p, "a local folder or owner/name[@revision] with a catalog")
     projection_knobs(p)
-    p.add_argument("--faces", type=int, default=32, help="held-out procedural faces to project")
-    p.add_argument("--out", required=True, help="the folder to write projection.json and projection.png")
+    p.add_argument("--faces", type=int, default=32, help="procedural faces to project (held-out, or tuning ones)")
+    p.add_argument("--out", help="the folder to write projection.json and projection.png")
+    p.add_argument("--tune", action="store_true", help="instead, compare settings on tuning faces (never the "
+                   "held-out ones): every combination of the --tune-* values")
+    p.add_argument("--tune-steps", type=int, nargs="+", default=[40, 80, 120])
+    p.add_argument("--tune-lr", type=float, nargs="+", default=[0.02, 0.05])
+    p.add_argument("--tune-perceptual", type=float, nargs="+", default=[0.0, 0.5])
     p.set_defaults(func=_cmd_evaluate_projection)
 
     p = command("train-encoder", help="train an encoder (image → W+) for a model; it goes into the model folder")

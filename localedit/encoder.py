@@ -30,11 +30,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from localedit.faces import render_arrays, to_tensor
+from localedit.hub import ENCODER_META_FILE as CONFIG_FILE
+from localedit.hub import ENCODER_TENSORS_FILE as WEIGHTS_FILE
 from localedit.hub import check_state, write_atomic
 from localedit.stylegan2 import Generator
 
 PROJECTION_EVAL_OFFSET = 2_000_000  # held-out faces for measuring projections; nothing trains on them
-CONFIG_FILE, WEIGHTS_FILE = "encoder.json", "encoder.safetensors"
 
 
 @dataclass(frozen=True)

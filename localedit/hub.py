@@ -41,7 +41,10 @@ WEIGHTS_FILE = "generator.safetensors"
 CATALOG_META_FILE = "catalog.json"
 CATALOG_TENSORS_FILE = "catalog.safetensors"
 CARD_FILE = "README.md"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE, CARD_FILE)
+ENCODER_META_FILE = "encoder.json"  # optional: an encoder for projecting pictures (encoder.py)
+ENCODER_TENSORS_FILE = "encoder.safetensors"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE, CARD_FILE, ENCODER_META_FILE,
+               ENCODER_TENSORS_FILE)
 # What makes a folder an editable model: a generator and a catalog (the card is optional).
 EDITABLE_FILES = (CONFIG_FILE, WEIGHTS_FILE, CATALOG_META_FILE, CATALOG_TENSORS_FILE)
 

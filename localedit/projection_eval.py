@@ -35,6 +35,7 @@ from localedit.judge import Judge, _batch_iou
 from localedit.projection import (
     DEFAULT,
     EVAL_FACES,
+    TUNING_FACES,
     ProjectSettings,
     project,
     reconstruction_psnr,
@@ -90,13 +91,12 @@ class Projected:
     latents: Tensor  # the refined W+
 
 
-def measure_projection(editor: Editor, encoder: Encoder | None, judge: Judge, n: int = 32,
-                       settings: ProjectSettings = DEFAULT, timing_repeats: int = 5,
-                       progress: bool = True) -> tuple[dict, Projected]:
-    """The figures of the module docstring, as a JSON-ready dict, and the projections themselves."""
-    g = editor.generator.eval().requires_grad_(False)
-    judge = judge.eval().requires_grad_(False)
-    images, truth = render_arrays(n, g.config.size, offset=EVAL_FACES.start)
+def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, settings: ProjectSettings,
+             progress: bool = True) -> tuple[dict, Projected]:
+    """Project procedural faces (batched; each is its own problem) → PSNRs of the encoder's answer and of the
+    projection, the judge's mean IoU against the truth, and the projections."""
+    g = generator.eval().requires_grad_(False)
+    images, truth = render_arrays(len(faces), g.config.size, offset=faces.start)
     targets = to_tensor(images)
     start = start_latents(g, targets, encoder if settings.use_encoder else None)
     bar = tqdm(total=settings.steps, desc="projecting", disable=not progress, leave=False)
@@ -104,21 +104,41 @@ def measure_projection(editor: Editor, encoder: Encoder | None, judge: Judge, n:
     bar.close()
     with torch.inference_mode():
         rendered = g.synthesize(g.styles(latents))
-    fidelity = {
-        "encoder_psnr": reconstruction_psnr(g, start, targets).tolist(),
-        "projection_psnr": reconstruction_psnr(g, latents, targets).tolist(),
-    }
-    result = {
-        "faces": n, "first_face": EVAL_FACES.start, "settings": settings.__dict__,
-        "encoder_psnr_median": float(np.median(fidelity["encoder_psnr"])),
-        "projection_psnr_median": float(np.median(fidelity["projection_psnr"])),
+    encoder_psnr = reconstruction_psnr(g, start, targets).tolist()
+    projection_psnr = reconstruction_psnr(g, latents, targets).tolist()
+    return {
+        "faces": len(faces), "first_face": faces.start, "settings": settings.__dict__,
+        "encoder_psnr_median": float(np.median(encoder_psnr)),
+        "projection_psnr_median": float(np.median(projection_psnr)),
         "projection_miou": _miou(judge, rendered, truth),
         "input_miou": _miou(judge, targets, truth),
-        **fidelity,
-        "time": _timings(editor, encoder, judge, images, settings, timing_repeats),
-        "editability": editability(editor, judge, [Latent.of(w) for w in latents], progress),
-    }
-    return result, Projected(images, start, latents)
+        "encoder_psnr": encoder_psnr, "projection_psnr": projection_psnr,
+    }, Projected(images, start, latents)
+
+
+def measure_projection(editor: Editor, encoder: Encoder | None, judge: Judge, n: int = 32,
+                       settings: ProjectSettings = DEFAULT, timing_repeats: int = 5,
+                       progress: bool = True) -> tuple[dict, Projected]:
+    """The figures of the module docstring on the first n of EVAL_FACES, as a JSON-ready dict, and the
+    projections themselves."""
+    judge = judge.eval().requires_grad_(False)
+    result, projected = fidelity(editor.generator, encoder, judge, EVAL_FACES[:n], settings, progress)
+    result["time"] = _timings(editor, encoder, judge, projected.images, settings, timing_repeats)
+    result["editability"] = editability(editor, judge, [Latent.of(w) for w in projected.latents], progress)
+    return result, projected
+
+
+def tune(editor: Editor, encoder: Encoder | None, judge: Judge, grid: list[ProjectSettings], n: int = 16,
+         progress: bool = True) -> list[dict]:
+    """Each candidate's fidelity on the first n of TUNING_FACES (never EVAL_FACES), and its cost in synthesis
+    passes timed at batch 1 on two of them."""
+    judge = judge.eval().requires_grad_(False)
+    rows = []
+    for settings in grid:
+        result, projected = fidelity(editor.generator, encoder, judge, TUNING_FACES[:n], settings, progress)
+        result["time"] = _timings(editor, encoder, judge, projected.images[:2], settings, 2)
+        rows.append(result)
+    return rows
 
 
 def editability(editor: Editor, judge: Judge, latents: list[Latent], progress: bool = True) -> dict:
