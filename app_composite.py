@@ -1,7 +1,7 @@
 """The composite mode's own helpers, apart from Gradio: reading the rows an API call or the page's controls give,
-what "+ Add part", ✕ and another model do to the rows, and the per-part statistics. app.py holds the functions
-behind the endpoints, the layout and the wiring; the composite itself is the library's (localedit.composite) and
-its links are localedit.share's.
+what "+ Add part", ✕ and another model do to the rows, and the per-part statistics. app_endpoints.py makes the
+composite (the library's, localedit.composite, which checks every row) and app_controls.py sets the rows on the
+page; the composite's links are localedit.share's.
 """
 
 from __future__ import annotations
@@ -11,19 +11,10 @@ from collections.abc import Sequence
 
 from localedit import Editor
 from localedit.composite import MAX_ROWS, CompositeResult, parse_row
-from localedit.share import default_row, default_rows, parse_seed, short
+from localedit.share import as_seed, default_row, default_rows, parse_seed, short
 
 # Rows in the API's text are apart by commas or by spaces before the next PART=; "eyes = 12 : 30" stays one row.
 _BETWEEN_ROWS = re.compile(r"\s*,\s*|\s+(?=[^\s=:,]+\s*=)")
-
-
-def row_seed(value: object) -> object:
-    """A row's reference seed as the library takes it: a JSON 3.0 or a text "3" becomes 3, as for the single
-    edit's seeds; anything else is passed on for the library to refuse, naming its row."""
-    try:
-        return parse_seed("reference", value)
-    except ValueError:
-        return value
 
 
 def parse_rows(rows: object) -> list:
@@ -39,7 +30,7 @@ def parse_rows(rows: object) -> list:
         if isinstance(row, str):
             row = parse_row(row)
         elif isinstance(row, (list, tuple)) and len(row) in (2, 3):
-            row = (row[0], row_seed(row[1]), *row[2:])
+            row = (row[0], as_seed(row[1]), *row[2:])
         out.append(row)  # anything else: the library names the row
     return out
 

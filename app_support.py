@@ -1,12 +1,13 @@
 """The demo's plumbing, apart from what it shows: request parsing, error messages, the PNG file cache, the
-process settings for serving, and the page's JavaScript, CSS and theme. app.py holds the functions behind the
-endpoints, the layout and the wiring."""
+process settings for serving, and the page's JavaScript, CSS and theme. app.py holds the layout and the wiring,
+app_endpoints.py the functions behind the endpoints (see app.py's docstring for the rest)."""
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -96,8 +97,15 @@ def configure_process() -> None:
     - glibc gives each thread that allocates an arena of its own, and under Gradio's worker threads the server's
       RSS kept creeping; with two arenas it settles (the server test prints the RSS). M_ARENA_MAX is mallopt's
       option -8; where libc is not glibc this is skipped.
+    - $LOCALEDIT_LOG (a logging level, such as INFO) logs each view the page makes, with its query, to stderr.
     """
     torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
+    log = logging.getLogger("localedit.app")
+    if os.environ.get("LOCALEDIT_LOG") and not log.handlers:
+        log.setLevel(os.environ["LOCALEDIT_LOG"].upper())
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
     try:
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)
     except (OSError, AttributeError):
@@ -131,8 +139,8 @@ COPY_LINK_JS = """(link) => {
   if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
   return link;
 }"""
-RANDOM_SEED_JS = "() => Math.floor(Math.random() * 100000)"
 COUNT_JS = "(n) => n + 1"
+DICE_JS = "(n) => [Math.floor(Math.random() * 100000), n + 1]"  # a 🎲: a random seed, and the count that asks
 # On a phone the examples sit two screens below the result: after one is picked, bring the result into view.
 SHOW_RESULT_JS = """() => {
   if (window.innerWidth > 768) return;

@@ -15,14 +15,14 @@ the Editor) a composite costs one synthesis pass, like a single edit.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from localedit.color import in_out_mse
-from localedit.edit import Editor, Query, check_seed, lab_diff, to_uint8
+from localedit.edit import Editor, Query, Source, lab_diff, to_uint8
 from localedit.query import lerp_styles, unpack_styles
 
 MAX_ROWS = 8  # more parts than a face has worth naming; each row is a query and a cached reference
@@ -33,7 +33,7 @@ _ROW = re.compile(r"^\s*([^=\s]+)\s*=\s*([^:\s]+)\s*(?::\s*(\S+))?\s*$")
 class Row:
     """One row of a composite, resolved: a reference seed and the sequential query of its part."""
 
-    reference: int
+    reference: Source  # a seed or a Latent
     query: Query
 
     part = property(lambda self: self.query.part)
@@ -44,7 +44,7 @@ class Row:
 class CompositeParams:
     """A composite, fully resolved: the target seed at ψ and its rows. The same params give the same bytes."""
 
-    target: int
+    target: Source
     truncation: float
     rows: tuple[Row, ...]
 
@@ -84,32 +84,64 @@ def parse_row(text: str) -> tuple[str, int, float | None]:
     return part, reference, eps
 
 
+class RowError(ValueError):
+    """A composite row that cannot be used. The message names the row (its number, and its part); `field` says
+    which of its values is at fault: "row" (not a row at all), "part", "reference" or "epsilon"."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def check_row_count(count: int) -> None:
+    """At most MAX_ROWS rows; raises ValueError otherwise."""
+    if count > MAX_ROWS:
+        raise ValueError(f"a composite has at most {MAX_ROWS} rows, got {count}")
+
+
+def resolve_row(editor: Editor, number: int, row: object, earlier: Mapping[str, int]) -> Row:
+    """Validate row `number` of a composite: (part, reference seed) or (part, reference seed, ε or None), ε
+    defaulting to the part's; `earlier` maps the parts of the rows before it to their numbers, since each part
+    may have one row. Raises RowError naming the row; its values are checked in the order part, reference, ε,
+    so an error in `field` "epsilon" means the row is good at the part's own ε.
+
+    The one check of a row: `resolve_composite` refuses a composite with a bad row, and a link's composite
+    (localedit.share) leaves the row out instead."""
+    if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) not in (2, 3):
+        raise RowError(f"row {number}: must be (part, reference) or (part, reference, ε), got {row!r}", "row")
+    part, reference, *epsilon = row
+    field = "part"
+    try:
+        if not isinstance(part, str):
+            raise ValueError(f"the part must be a name, got {part!r}")
+        if part in earlier:
+            raise ValueError(f"part {part!r} is already in row {earlier[part]}; give each part one reference")
+        query = editor.resolve_query(part)
+        field = "reference"
+        reference = editor.check_source("reference", reference)
+        if epsilon and epsilon[0] is not None:
+            field = "epsilon"
+            query = editor.resolve_query(part, epsilon[0])
+    except ValueError as e:
+        raise RowError(f"row {number} ({part}): {e}", field) from None
+    return Row(reference, query)
+
+
 def resolve_composite(editor: Editor, target: object, rows: Sequence[Sequence], truncation: float | None = None
                       ) -> CompositeParams:
     """Validate a composite: rows of (part, reference seed) or (part, reference seed, ε or None), ε defaulting
     to the part's. Raises ValueError naming the offending row."""
-    target = check_seed("target", target)
+    target = editor.check_source("target", target)
     if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
         raise ValueError(f"rows must be a list of (part, reference[, ε]), got {type(rows).__name__}")
     if not rows:
         raise ValueError("a composite needs at least one row (part, reference)")
-    if len(rows) > MAX_ROWS:
-        raise ValueError(f"a composite has at most {MAX_ROWS} rows, got {len(rows)}")
-    resolved, seen = [], {}
-    for i, row in enumerate(rows, 1):
-        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) not in (2, 3):
-            raise ValueError(f"row {i}: must be (part, reference) or (part, reference, ε), got {row!r}")
-        part, reference, *epsilon = row
-        try:
-            if not isinstance(part, str):
-                raise ValueError(f"the part must be a name, got {part!r}")
-            if part in seen:
-                raise ValueError(f"part {part!r} is already in row {seen[part]}; give each part one reference")
-            query = editor.resolve_query(part, epsilon[0] if epsilon else None)
-            resolved.append(Row(check_seed("reference", reference), query))
-        except ValueError as e:
-            raise ValueError(f"row {i} ({part}): {e}") from None
-        seen[part] = i
+    check_row_count(len(rows))
+    resolved: list[Row] = []
+    earlier: dict[str, int] = {}
+    for number, row in enumerate(rows, 1):
+        resolved.append(resolve_row(editor, number, row, earlier))
+        earlier[resolved[-1].part] = number
     return CompositeParams(target, editor.resolve_truncation(truncation), tuple(resolved))
 
 
@@ -130,8 +162,10 @@ def run_composite(editor: Editor, params: CompositeParams) -> CompositeResult:
         diff = lab_diff(edited, target)
         rois = {row.part: editor.roi(target, row.part) for row in params.rows}
         masks = torch.stack(list(rois.values()))
-        in_mse = dict(zip(rois, in_out_mse(diff.expand_as(masks), masks)[0].tolist(), strict=True))
-        out_mse = float(in_out_mse(diff[None], masks.any(dim=0)[None])[1][0])
+        masks = torch.cat([masks, masks.any(dim=0, keepdim=True)])  # each part's region, then their union
+        inside, outside = in_out_mse(diff.expand_as(masks), masks)
+        in_mse = dict(zip(rois, inside[:-1].tolist(), strict=True))
+        out_mse = float(outside[-1])
     return CompositeResult(
         params=params,
         target=target.pixels,

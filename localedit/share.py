@@ -5,7 +5,8 @@ A link or an API call names a model by its key in the allowlist, so no other pat
 `Controls.query()` writes a link that `parse_link` reads back exactly (ε and the other floats round-trip bit for
 bit), and `parse_link` turns a bad value into its default plus a notice, never an error. A composite link
 (`CompositeControls`, `?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=`) is read the same way by
-`parse_link` (its model, target and ψ) and then `parse_composite` (its rows).
+`parse_link` (its model, target and ψ) and then `parse_composite` (its rows, each checked by the library's
+`localedit.composite.resolve_row`, the one check of a composite row).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from localedit.composite import MAX_ROWS
+from localedit.composite import MAX_ROWS, RowError, check_row_count, resolve_row
 from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
 from localedit.hub import EDITABLE_FILES, load_model, parse_repo_id
 
@@ -142,13 +143,22 @@ def parse_seed(name: str, value: object) -> int:
     return check_seed(name, value)
 
 
-def parse_number(name: str, value: object) -> object:
+def as_seed(value: object) -> object:
+    """A seed as the library takes it: a text "3" or a JSON 3.0 becomes 3, as `parse_seed` reads them; anything
+    else is passed on for the library to refuse with its own message."""
+    try:
+        return parse_seed("reference", value)
+    except ValueError:
+        return value
+
+
+def parse_number(value: object) -> object:
     """A number from a link's text; anything else is passed on for the library to accept or refuse."""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 40:
         try:
-            return float(value) if len(value) <= 40 else value
+            return float(value)
         except ValueError:
-            raise ValueError(f"{name} must be a number, got {short(value)}") from None
+            return value
     return value
 
 
@@ -232,7 +242,7 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
     for key in ("epsilon", "threshold", "lam", "truncation"):
         if key in given:
             try:
-                number = parse_number(key, given[key])
+                number = parse_number(given[key])
                 resolved = editor.resolve(values["target"], values["reference"], values["part"],
                                           method=values["method"], **{key: number})
                 values[key] = getattr(resolved, key)
@@ -250,43 +260,40 @@ def parse_composite(query: Mapping[str, object], controls: Controls, editor: Edi
     from the same link (so a bad one of those is noticed once), and one notice per value that fell back.
     None when the link has no `composite` key: it is a single edit's.
 
-    A row is PART:SEED or PART:SEED:EPSILON; ε left out is the part's. A row that cannot be used (not a row,
-    a part the model lacks or that an earlier row has, a bad seed) is left out; a bad ε falls back to the
-    part's; past MAX_ROWS rows the rest are left out. When no row is left, the default rows are shown.
+    A row is PART:SEED or PART:SEED:EPSILON; ε left out is the part's. Each row is checked by the library
+    (`localedit.composite.resolve_row`, as every composite is): one that cannot be used (not a row, a part the
+    model lacks or that an earlier row has, a bad seed) is left out, with the library's message naming it; a bad
+    ε falls back to the part's; past MAX_ROWS rows the rest are left out. When no row is left, the default rows
+    are shown.
     """
     if "composite" not in query:
         return None, []
     value = query["composite"]
     items = value.split(",") if isinstance(value, str) and value.strip() else []
     notices: list[str] = []
-    if len(items) > MAX_ROWS:
-        notices.append(f"a composite has at most {MAX_ROWS} rows, got {len(items)}; using the first {MAX_ROWS}")
+    try:
+        check_row_count(len(items))
+    except ValueError as e:
+        notices.append(f"{e}; using the first {MAX_ROWS}")
         items = items[:MAX_ROWS]
     rows: list[CompositeRow] = []
-    for i, item in enumerate(items, 1):
+    earlier: dict[str, int] = {}
+    for number, item in enumerate(items, 1):
         part, *fields = item.split(":")
-        part = unquote(part)
-        row = f"composite row {i} {short(item)}"
         if len(fields) not in (1, 2):
-            notices.append(f"{row} is not PART:SEED or PART:SEED:EPSILON; left out")
-        elif part not in editor.parts:
-            notices.append(f"{row}: part {short(part)} is not in {controls.model}'s catalog "
-                           f"({', '.join(editor.parts)}); left out")
-        elif any(part == other for other, *_ in rows):
-            notices.append(f"{row}: {part} is in an earlier row already; left out")
-        else:
-            try:
-                reference = parse_seed("reference", fields[0])
-            except ValueError as e:
-                notices.append(f"{row}: {cut(str(e))}; left out")
+            notices.append(f"composite row {number} {short(item)} is not PART:SEED or PART:SEED:EPSILON; left out")
+            continue
+        row = (unquote(part), as_seed(fields[0]), *(parse_number(text) for text in fields[1:]))
+        try:
+            resolved = resolve_row(editor, number, row, earlier)
+        except RowError as e:
+            if e.field != "epsilon":
+                notices.append(f"composite {cut(str(e))}; left out")
                 continue
-            epsilon = editor.resolve_query(part).epsilon
-            if len(fields) == 2:
-                try:
-                    epsilon = editor.resolve_query(part, parse_number("epsilon", fields[1])).epsilon
-                except ValueError as e:
-                    notices.append(f"{row}: {cut(str(e))}; using {_text(epsilon)}")
-            rows.append((part, reference, epsilon))
+            resolved = resolve_row(editor, number, row[:2], earlier)  # good at the part's own ε
+            notices.append(f"composite {cut(str(e))}; using {_text(resolved.epsilon)}")
+        earlier[resolved.part] = number
+        rows.append((resolved.part, resolved.reference, resolved.epsilon))
     if not rows:
         rows = default_rows(editor, controls.target, seeds)
         notices.append(f"the composite {short(value)} has no row to use; showing "

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 HUB_REPO, MISSING_REPO = "acme/app-hub", "acme/app-missing"
+APP_MODULES = ("app", "app_endpoints", "app_controls", "app_composite", "app_support")
 
 
 def _model_folder(folder: Path, generator, catalog) -> Path:
@@ -51,15 +52,30 @@ def app(tmp_path_factory, tiny_generator, tiny_catalog, fake_hub):
     os.environ.update(LOCALEDIT_ASSETS=str(assets), LOCALEDIT_MODELS=f"{HUB_REPO}, {MISSING_REPO}")
     argv, sys.argv = sys.argv, ["app.py", "--not-an-option"]  # nothing is parsed at import
     sys.path.insert(0, str(ROOT))
-    sys.modules.pop("app", None)
+    for name in APP_MODULES:  # each reads the environment above at import
+        sys.modules.pop(name, None)
     try:
         yield importlib.import_module("app")
     finally:
         sys.argv = argv
         sys.path.remove(str(ROOT))
-        sys.modules.pop("app", None)
+        for name in APP_MODULES:
+            sys.modules.pop(name, None)
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def endpoints(app):
+    """app_endpoints, as the app imported it: the functions behind the endpoints, and the page's two views."""
+    return sys.modules["app_endpoints"]
+
+
+def _restore(app, query: dict) -> tuple[list, list]:
+    """What a page load with this link's query sets: the single edit's updates, and the composite tab's."""
+    out = app.restore_modes(gr.Request(query_params=query))
+    n = sys.modules["app_controls"].SINGLE_RESTORE
+    return out[:n], out[n:]
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +211,10 @@ def test_link_round_trips_exactly(app):
 def test_restore_page_from_the_request(app):
     query = {"model": "tiny", "target": "5", "reference": "9", "part": "mouth", "epsilon": "12.34",
              "method": "simultaneous", "threshold": "0.123", "lam": "2.5", "truncation": "0.6"}
-    model, target, reference, part, epsilon, method, threshold, lam, truncation, legend, notice = \
-        app.restore_page(gr.Request(query_params=query))
+    (model, target, reference, part, epsilon, method, threshold, lam, truncation, legend, notice, link), \
+        composite = _restore(app, query)
+    assert share.query_of(link) == query  # the address bar keeps the link until its edit arrives
+    assert composite == [gr.skip()] * len(composite)  # a single edit's link on the default model: nothing to undo
     assert (model.value, target, reference, part.value, epsilon.value, method, threshold.value, lam.value,
             truncation) == ("tiny", 5, 9, "mouth", 12.34, "simultaneous", 0.123, 2.5, 0.6)
     editor = app.MODELS.editor("tiny")  # the sliders end where the part's ranges end, at the link's threshold
@@ -206,22 +224,35 @@ def test_restore_page_from_the_request(app):
         in legend
     assert notice.visible is False
 
-    *_, notice = app.restore_page(gr.Request(query_params={}))  # a plain visit: defaults, no notice
-    assert notice.visible is False
+    (*_, notice, link), _ = _restore(app, {})  # a plain visit: defaults, no notice
+    assert notice.visible is False and link == app.DEFAULT.query()
     with pytest.warns(UserWarning, match="could not be used"):
-        out = app.restore_page(gr.Request(query_params={"model": "../../etc", "target": "-1", "keys": "x",
-                                                        "items": "y", "epsilon": "nan"}))
+        (*out, notice, link), _ = _restore(app, {"model": "../../etc", "target": "-1", "keys": "x", "items": "y",
+                                                 "epsilon": "nan"})
     assert out[0].value == "tiny" and out[1] == app.DEFAULT.target and out[4].value == app.DEFAULT.epsilon
-    assert out[-1].visible is True
+    assert notice.visible is True and link == app.DEFAULT.query()
     for words in ("'../../etc' is not served here", "target seed must be a whole number", "got nan"):
-        assert words in out[-1].value.replace("\\", "")  # as the page shows it: Markdown escapes removed
-    assert "does not set" not in out[-1].value  # left-out values are no mistake
+        assert words in notice.value.replace("\\", "")  # as the page shows it: Markdown escapes removed
+    assert "does not set" not in notice.value  # left-out values are no mistake
 
 
-def test_a_short_link_takes_defaults_quietly_and_edits_something(app):
-    default_reference = app.DEFAULT_SEEDS[1]  # a link whose target is the default reference
+def test_page_load_reads_the_link_once(app, endpoints, monkeypatch):
+    calls = []
+
+    def read_link(query):
+        calls.append(query)
+        return endpoints.read_link(query)
+
+    monkeypatch.setattr(sys.modules["app_controls"], "read_link", read_link)
+    single, composite = _restore(app, {"model": HUB_REPO, "target": "3", "composite": "hair:7"})
+    assert len(calls) == 1
+    assert single[0].value == HUB_REPO and composite[1] == "composite" and composite[3] == 3
+
+
+def test_a_short_link_takes_defaults_quietly_and_edits_something(app, endpoints):
+    default_reference = endpoints.DEFAULT_SEEDS[1]  # a link whose target is the default reference
     controls, notices = share.parse_link({"model": "tiny", "target": str(default_reference), "part": "mouth"},
-                                         app.MODELS.names, app.MODELS.editor, app.DEFAULT_SEEDS)
+                                         app.MODELS.names, app.MODELS.editor, endpoints.DEFAULT_SEEDS)
     assert notices == [] and controls.target == default_reference and controls.reference != controls.target
     editor = app.MODELS.editor("tiny")
     result = editor.edit(controls.target, controls.reference, "mouth", method="global", lam=1.0)
@@ -232,9 +263,9 @@ def test_a_short_link_takes_defaults_quietly_and_edits_something(app):
 
 def test_a_link_cannot_put_markdown_or_html_on_the_page(app):
     with pytest.warns(UserWarning):
-        *_, notice = app.restore_page(gr.Request(query_params={
+        (*_, notice, _), _ = _restore(app, {
             "part": "[log in here](https://evil.example)", "model": "<img src=x onerror=alert(1)>",
-            "method": "![x](https://evil.example/t.png) $x$ `code`"}))
+            "method": "![x](https://evil.example/t.png) $x$ `code`"})
     assert "[log in here](" not in notice.value and "<img" not in notice.value and "![x](" not in notice.value
     assert "\\[log in here\\]\\(https://evil\\.example\\)" in notice.value and "&lt;img" in notice.value
 
@@ -382,6 +413,47 @@ def test_callbacks_of_the_controls(app):
     assert target_thumb == views[1][0] and reference_thumb == views[2]  # the same PNG files
 
 
+def test_each_view_is_made_by_one_always_last_listener(app):
+    """Every single edit and every composite the page shows comes from one listener per mode, always_last, so that
+    a late result never overwrites a newer one: whatever else asks for a view (a 🎲, + or ✕, a part, a model, an
+    example, a tab, the page's load) bumps the count that listener watches. /edit and /composite, the API's, have
+    no trigger in the page. Seeds ask when entered (Enter, leaving the box), not at each keystroke."""
+    for image, listener, asked, seeds in (
+            (app.edited_out, app.edit_page, app.edit_asked, [app.target_box, app.reference_box]),
+            (app.c_edited_out, app.composite_page, app.composite_asked,
+             [app.c_target_box, *(row["seed"] for row in app.rows)])):
+        makers = [f for f in app.demo.fns.values()
+                  if image in f.outputs and (f.targets or f.trigger_after is not None)]
+        assert [f.fn for f in makers] == [listener]
+        assert makers[0].trigger_mode == "always_last" and (asked._id, "change") in makers[0].targets
+        ids = {seed._id for seed in seeds}
+        assert {event for block, event in makers[0].targets if block in ids} == {"submit", "blur"}
+
+
+def test_a_view_is_made_only_for_the_tab_on_show_and_only_when_it_changed(app, caplog):
+    caplog.set_level("INFO", logger="localedit.app")
+    controls, shown = list(app.astuple(app.DEFAULT)), app.FIRST_VIEW[5]
+    assert app.edit_page("composite", "", *controls) == (gr.skip(),) * 9  # the other tab is on show
+    assert app.edit_page("single", shown, *controls) == (gr.skip(),) * 9  # this edit is on show already
+    assert not caplog.records  # nothing was made
+    assert app.edit_page("single", "", *controls) == (*app.FIRST_VIEW, shown)
+    assert app.edit_page("single", shown, *controls[:1], None, *controls[2:]) == (gr.skip(),) * 9  # half-typed
+    with pytest.warns(UserWarning, match="target seed must be a whole number"):  # refused: one notice
+        assert app.edit_page("single", shown, *controls[:1], -5, *controls[2:]) == (gr.skip(),) * 9
+
+    c = app.DEFAULT_COMPOSITE
+    rows = [value for row in c.rows for value in row] + [None, None, 0.0] * (8 - len(c.rows))
+    controls, shown = [c.model, c.target, c.truncation, len(c.rows), *rows], app.COMPOSITE_FIRST_VIEW[4]
+    caplog.clear()
+    assert app.composite_page("single", "", *controls) == (gr.skip(),) * 15
+    assert app.composite_page("composite", shown, *controls) == (gr.skip(),) * 15
+    assert not caplog.records
+    assert app.composite_page("composite", "", *controls) == (*app.COMPOSITE_FIRST_VIEW, shown)
+    assert [r.getMessage() for r in caplog.records] == [f"composite {shown}"]
+    with pytest.warns(UserWarning, match="already in row 1"):
+        assert app.composite_page("composite", shown, *controls[:7], *controls[4:7], *rows[6:]) == (gr.skip(),) * 15
+
+
 # --- small pieces -------------------------------------------------------------------------------------------------
 
 
@@ -391,7 +463,7 @@ def test_part_colours_and_examples(app, tiny_generator, tiny_catalog):
     assert 'style="background:#1f77b4"></i>eyes' in app.legend_html(tiny_catalog, "mouth")
     # One example per part, at the part's own ε and threshold: the catalog's pair, else seeds 0 → 1.
     assert app.EXAMPLES == [[4, 2, "eyes", 30.0, 0.1], [0, 1, "mouth", 10.0, 0.1]]
-    assert app.DEFAULT_SEEDS == (4, 2)
+    assert sys.modules["app_endpoints"].DEFAULT_SEEDS == (4, 2)
     # The page's examples name the model, and fill the threshold too.
     # The page's examples restore the whole edit: model, seeds, part, its ε and threshold, and the method and ψ.
     assert [c.elem_id for c in app.examples.inputs] == ["model", "target", "reference", "part", "epsilon",
@@ -439,7 +511,7 @@ def _edited_png(app, target: int, reference: int, part: str, threshold: float, *
 
 
 def test_png_files_are_named_by_content_and_bounded(app, tmp_path):
-    files = app.PngFiles(keep=3)
+    files = sys.modules["app_support"].PngFiles(keep=3)
     images = [np.full((4, 4, 3), i, np.uint8) for i in range(5)]
     paths = [files(image) for image in images]
     assert files(images[4]) == paths[4] and len(set(paths)) == 5
@@ -520,7 +592,7 @@ def test_composite_errors_name_the_row(app, client):
     assert app.composite_view("tiny", 1, 0.7, 1, "eyes", None, 30.0, *rows[3:]) == (gr.skip(),) * 14
 
 
-def test_a_three_row_composite_link_round_trips_with_its_bytes(app):
+def test_a_three_row_composite_link_round_trips_with_its_bytes(app, endpoints):
     editor = app.MODELS.editor(HUB_REPO)
     for c in (share.CompositeControls(HUB_REPO, 4_000_000_000, (("hair", 7, 12.345678901234567), ("eyes", 12, 1e-7),
                                                                ("mouth", 0, 10.0)), 0.05),
@@ -528,7 +600,7 @@ def test_a_three_row_composite_link_round_trips_with_its_bytes(app):
                                                     ("eyes", 5, 30.0)), 1.0)):
         query = c.query()
         assert "composite=" + ",".join(f"{p}:{r}:{share._text(e)}" for p, r, e in c.rows) in query
-        controls, parsed, notices = app._parse(share.query_of("https://x.hf.space/" + query))
+        controls, parsed, notices = endpoints.read_link(share.query_of("https://x.hf.space/" + query))
         assert (parsed, notices) == (c, []) and (controls.model, controls.target) == (HUB_REPO, c.target)
         first = app.composite(HUB_REPO, c.target, [list(row) for row in c.rows], c.truncation)
         assert first[4] == query  # the composite's own link is the link it was made from
@@ -537,22 +609,20 @@ def test_a_three_row_composite_link_round_trips_with_its_bytes(app):
         restored = app.restore(query)
         assert restored["query"] == query and restored["notices"] == [] and restored["composite"]["rows"] == c.rows
     # The page opens such a link in the composite tab, its rows filled in and the rest hidden.
-    tabs, mode, query, target, truncation, *rows, count, add, stale = app.restore_composite_page(
-        gr.Request(query_params=share.query_of(c.query())))
+    single, (tabs, mode, query, target, truncation, *rows, count, add) = _restore(app, share.query_of(c.query()))
     assert (tabs.selected, mode, query, target, truncation, count) == ("composite", "composite", c.query(), 3, 1.0, 3)
-    assert stale is True  # the page's first composite is another: it is made after the load
+    assert single[0].value == HUB_REPO and single[1] == 3  # the single edit is on the link's model and target
     shown = [rows[5 * i:5 * i + 5] for i in range(3)]
     assert [(part.value, seed, epsilon.value) for _, part, seed, epsilon, _ in shown] == list(c.rows)
     assert all(group.visible for group, *_ in shown) and not any(g.visible for g in rows[15::5])
     assert shown[0][3].maximum == max(editor.epsilon_max("mouth"), 0.1 + 0.2) and add.visible is False
     assert [v for _, v in shown[0][1].choices] == ["eyes", "mouth", "hair"]
     # A single edit's link leaves the composite tab at its defaults, closed.
-    *updates, stale = app.restore_composite_page(gr.Request(query_params={"model": "tiny", "target": "9"}))
-    assert updates == [gr.skip()] * 47 and stale is False  # the page has that one already
-    tabs, mode, query, target, *_, stale = app.restore_composite_page(gr.Request(query_params={"model": HUB_REPO}))
-    assert (tabs, mode, target, stale) == (gr.skip(), gr.skip(), app.DEFAULT_COMPOSITE.target, True)
-    assert query == share.default_composite(HUB_REPO, editor, app.DEFAULT_SEEDS).query()
-    assert app.refresh_composite(False, "tiny", 1, 0.7, 1, "eyes", 2, 30.0) == (gr.skip(),) * 14
+    _, updates = _restore(app, {"model": "tiny", "target": "9"})
+    assert updates == [gr.skip()] * 47  # the page has that one already
+    _, (tabs, mode, query, target, *_) = _restore(app, {"model": HUB_REPO})
+    assert (tabs, mode, target) == (gr.skip(), gr.skip(), app.DEFAULT_COMPOSITE.target)
+    assert query == share.default_composite(HUB_REPO, editor, endpoints.DEFAULT_SEEDS).query()
     assert app.restore("?model=tiny&target=9")["composite"] is None
 
 
@@ -562,8 +632,8 @@ def _composite_files(result) -> list[str]:
 
 
 BAD_COMPOSITES = {
-    "nose:3": "part 'nose' is not in",  # a part the model lacks
-    "eyes:3,eyes:4": "eyes is in an earlier row already",
+    "nose:3": "composite row 1 (nose): unknown part 'nose'",  # a part the model lacks; left out
+    "eyes:3,eyes:4": "composite row 2 (eyes): part 'eyes' is already in row 1",
     "eyes:-3": "reference seed must be a whole number",
     "eyes:1.5": "reference seed must be a whole number",
     ",".join(f"eyes:{i}" for i in range(9)): "at most 8 rows, got 9",
@@ -576,33 +646,33 @@ BAD_COMPOSITES = {
 }
 
 
-def test_bad_composite_links_fall_back_with_a_notice(app):
+def test_bad_composite_links_fall_back_with_a_notice(app, endpoints):
     for value, words in BAD_COMPOSITES.items():
-        controls, composite, notices = app._parse({"model": "tiny", "target": "1", "composite": value})
+        controls, composite, notices = endpoints.read_link({"model": "tiny", "target": "1", "composite": value})
         assert composite is not None and any(words in n for n in notices), (value, notices)
         parts = [part for part, *_ in composite.rows]
         assert parts and len(parts) == len(set(parts)) <= 8 and set(parts) <= {"eyes", "mouth"}
         app.composite("tiny", composite.target, [list(row) for row in composite.rows], composite.truncation)
     # Only the bad row goes: the good ones stay, in order.
-    _, composite, notices = app._parse({"model": "tiny", "composite": "mouth:4:2.5,nose:1,eyes:x,eyes:6"})
+    _, composite, notices = endpoints.read_link({"model": "tiny", "composite": "mouth:4:2.5,nose:1,eyes:x,eyes:6"})
     assert composite.rows == (("mouth", 4, 2.5), ("eyes", 6, 30.0)) and len(notices) == 2
     # The model, target and ψ are parse_link's: noticed once, and the composite goes on with their defaults.
-    controls, composite, notices = app._parse({"model": "../x", "target": "-1", "truncation": "2",
-                                               "composite": "eyes:3"})
+    controls, composite, notices = endpoints.read_link({"model": "../x", "target": "-1", "truncation": "2",
+                                                    "composite": "eyes:3"})
     assert (composite.model, composite.target, composite.truncation) == ("tiny", app.DEFAULT.target, 0.7)
     assert len(notices) == 3 and composite.rows == (("eyes", 3, 30.0),)
     with pytest.warns(UserWarning, match="could not be used"):
-        *_, notice = app.restore_page(gr.Request(query_params={"composite": "eyes:1,eyes:2"}))
-    assert notice.visible and "eyes is in an earlier row already" in notice.value.replace("\\", "")
+        (*_, notice, _), _ = _restore(app, {"composite": "eyes:1,eyes:2"})
+    assert notice.visible and "row 2 (eyes): part 'eyes' is already in row 1" in notice.value.replace("\\", "")
 
 
-def test_fuzz_composite_links_never_fail(app):
+def test_fuzz_composite_links_never_fail(app, endpoints):
     rng = random.Random(1)
     pieces = ["eyes", "mouth", "nose", "", "eyes ", "%3A", "é", "1", "-1", "1.5", "nan", "1e9", "30", "x", "9" * 30]
     for _ in range(300):
         value = ",".join(":".join(rng.choice(pieces) for _ in range(rng.randint(0, 4)))
                          for _ in range(rng.randint(0, 10)))
-        _, composite, notices = app._parse({"model": "tiny", "composite": value})
+        _, composite, notices = endpoints.read_link({"model": "tiny", "composite": value})
         parts = [part for part, *_ in composite.rows]
         assert parts and len(parts) == len(set(parts)) <= 8 and all(len(n) < 600 for n in notices)
         # what a link restores is a composite the library makes, and writes back the same
@@ -610,7 +680,7 @@ def test_fuzz_composite_links_never_fail(app):
         from localedit.composite import resolve_composite
 
         resolve_composite(editor, composite.target, composite.rows, composite.truncation)
-        assert app._parse(share.query_of(composite.query()))[1:] == (composite, [])
+        assert endpoints.read_link(share.query_of(composite.query()))[1:] == (composite, [])
 
 
 def test_composite_rows_callbacks(app):
@@ -643,8 +713,7 @@ def test_the_composite_example_is_a_link_to_the_default_composite(app):
     assert c == share.CompositeControls("tiny", 4, (("eyes", 2, 30.0), ("mouth", 2, 10.0)), 0.7)
     assert app.composite_examples.examples == [[c.query()]]
     assert app.COMPOSITE_FIRST_VIEW[4] == c.query()
-    model, *single, moved, target, truncation = app.open_example(c.query(), "tiny")[:11]
-    assert (model, single, moved, target, truncation) == ("tiny", [gr.skip()] * 7, False, 4, 0.7)
-    model, part, *_, moved = app.open_example(c.query(), HUB_REPO)[:9]  # from another model: the single edit too
-    assert (model, part.value, moved) == ("tiny", "eyes", True)
-    assert app.refresh_single(False, *app.astuple(app.DEFAULT)) == (gr.skip(),) * 8
+    model, *single, target, truncation = app.open_example(c.query(), "tiny")[:10]
+    assert (model, single, target, truncation) == ("tiny", [gr.skip()] * 7, 4, 0.7)
+    model, part = app.open_example(c.query(), HUB_REPO)[:2]  # from another model: the single edit starts over too
+    assert (model, part.value) == ("tiny", "eyes")

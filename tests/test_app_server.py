@@ -3,8 +3,10 @@ like it (64 px, style_dim 256), so that the figures describe what `python app.py
 
 Cold start to the first edit, the same bytes after a restart, 16 concurrent clients, the API's cost over the
 library's, and a real browser (Debian chromium, headless, through playwright) that opens a share link, moves the
-ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example;
-and that builds a three-row composite, whose link gives the same composite in a new page.
+ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example
+(whose pick makes no composite for the hidden composite tab, as the server's log of views says); and that builds a
+three-row composite, whose link gives the same composite in a new page, and after a burst of changes shows the
+final controls' composite.
 The figures are printed to the terminal, also without `-s`.
 """
 
@@ -116,7 +118,8 @@ class AppServer:
         self.env = dict(os.environ, LOCALEDIT_ASSETS=str(served.folder), GRADIO_SERVER_PORT=str(self.port),
                         GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False",
                         GRADIO_TEMP_DIR=str(workdir / f"gradio-{self.port}"),
-                        LOCALEDIT_SESSIONS="100")  # reached in the first round of the concurrency test
+                        LOCALEDIT_SESSIONS="100",  # reached in the first round of the concurrency test
+                        LOCALEDIT_LOG="INFO")  # each view the page makes: see `views`
         self.env.pop("LOCALEDIT_MODELS", None)
         self.proc: subprocess.Popen | None = None
 
@@ -135,6 +138,11 @@ class AppServer:
                 except (httpx.TransportError, json.JSONDecodeError, KeyError):
                     time.sleep(0.1)
         raise TimeoutError(f"no edit within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def views(self, kind: str) -> list[str]:
+        """The queries of the views of this kind ("edit" or "composite") that pages asked for and the server
+        made, in order, as it logs them."""
+        return re.findall(rf" localedit\.app {kind} (\S+)", self.log.read_text())
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -392,10 +400,15 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             page.locator("#method").get_by_text("global").click()
             settled(page, ["method=global&"])
             last, settings = served.parts[-1], model.catalog.parts[served.parts[-1]]
+            composites = server.views("composite")
             page.get_by_text(re.compile(rf"^{last}: \d+ → \d+$")).click()
             settled(page, [f"part={last}&", f"epsilon={_text(settings.epsilon)}&", "method=sequential&",
                            f"threshold={_text(settings.threshold)}&", f"truncation={_text(model.config.truncation)}"])
             range_max(page, "epsilon", max(editor.epsilon_max(last), settings.epsilon))
+            # Only the tab on show is made: the example's edit, and no composite for the hidden composite tab.
+            page.wait_for_timeout(1000)  # room for anything else the example might have asked for
+            assert link_value(page).endswith(server.views("edit")[-1])
+            assert server.views("composite") == composites
 
             # A short link whose target is the page's default reference: defaults, quietly, and another reference.
             page.goto(server.url)
@@ -466,6 +479,12 @@ def _composite_settled(page, words: list[str], absent: tuple[str, ...] = (), tim
 def _shown_rows(page) -> list[tuple[str, str, str]]:
     return [(_field(page, f"#row-{i}-part"), _field(page, f"#row-{i}-reference"), _field(page, f"#row-{i}-epsilon"))
             for i in range(1, 9) if page.locator(f"#row-{i}-part").is_visible()]
+
+
+def _composite_query(model: str, target: int, rows: list[tuple], truncation: float) -> str:
+    from localedit.share import CompositeControls
+
+    return CompositeControls(model, target, tuple(rows), truncation).query()
 
 
 def _pick(page, row: int, part: str) -> None:
@@ -550,6 +569,31 @@ def test_browser_composite_of_three_rows_and_its_link(server, served, capsys):
             assert _image_bytes(again, "#composite-edited") == built
             assert _shown_rows(again) == rows and _field(again, "#composite-target") == "7"
             assert not again.locator("#notice").is_visible()
+
+            # Several controls changed in a burst, each asking for a composite: the composite on show at the end
+            # is the final controls' (one listener, always_last: no late result overwrites a newer one).
+            page.locator("#row-1-reference-dice").click()
+            page.locator("#row-3-epsilon input[type=number]").fill("0.5")
+            page.locator("#row-3-epsilon input[type=number]").press("Enter")
+            page.locator("#row-2-reference-dice").click()
+            page.locator("#composite-target input").fill("11")
+            page.locator("#composite-target input").press("Enter")
+            page.locator("#row-1-reference-dice").click()
+            page.locator("#row-2-remove").click()
+            page.locator("#composite-target-dice").click()
+            final = _composite_settled(page, [f"composite={first}:", f",{third}:", ":0.5&"],
+                                       absent=("target=11&", f",{second}:"))  # the last two changes made
+            shown = _shown_rows(page)
+            target = int(_field(page, "#composite-target"))
+            rows = [(part, int(seed), float(eps)) for part, seed, eps in shown]
+            assert [part for part, *_ in rows] == [first, third] and rows[1][2] == 0.5
+            expected = composite(editor, target, rows, model.config.truncation)
+            assert final.endswith(_composite_query(served.model, target, rows, model.config.truncation))
+            page.wait_for_timeout(1000)  # room for a late result, were one still on its way
+            for _ in range(2):
+                assert _field(page, "#composite-link") == final and server.views("composite")[-1] in final
+                shown_bytes = _image_bytes(page, "#composite-edited")
+                assert np.array_equal(np.asarray(Image.open(io.BytesIO(shown_bytes)).convert("RGB")), expected.edited)
             again.get_by_role("tab", name="Single edit").click()  # the address bar has the tab on show's link
             deadline = time.monotonic() + 10
             while "composite=" in again.url and time.monotonic() < deadline:

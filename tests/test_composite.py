@@ -1,10 +1,13 @@
 """Composites: the claim rule, one row equal to the single edit, the sum of the rows, and bad input by row."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from localedit.composite import MAX_ROWS, composite, parse_row, resolve_composite
+from localedit import share
+from localedit.composite import MAX_ROWS, RowError, composite, parse_row, resolve_composite, resolve_row
 from localedit.edit import Editor, to_uint8
 from localedit.query import claim
 
@@ -90,6 +93,35 @@ def test_bad_rows_are_refused_by_row(tiny_generator, tiny_catalog):
         resolve_composite(editor, -3, [("eyes", 1)])
 
 
+def test_one_check_of_a_row_for_the_library_and_for_links(tiny_generator, tiny_catalog):
+    """resolve_row is the one check of a row: a composite with a bad row is refused with its message, and a
+    link's composite leaves that row out (or, for a bad ε, takes the part's) with the same message."""
+    editor = Editor(tiny_generator, tiny_catalog)
+    controls = share.Controls("tiny", 1, 2, "eyes", 30.0, "sequential", 0.1, 1.0, 0.7)
+    cases = [("eyes:1,eyes:2", [("eyes", 1), ("eyes", 2)], "part", "left out"),
+             ("eyes:1,nose:2", [("eyes", 1), ("nose", 2)], "part", "left out"),
+             ("eyes:1,mouth:-1", [("eyes", 1), ("mouth", "-1")], "reference", "left out"),  # a link's text
+             ("eyes:1,mouth:1.5", [("eyes", 1), ("mouth", "1.5")], "reference", "left out"),
+             ("mouth:3:nan", [("mouth", 3, math.nan)], "epsilon", "using 10"),
+             ("mouth:3:x", [("mouth", 3, "x")], "epsilon", "using 10")]
+    for link, rows, field, fallback in cases:
+        with pytest.raises(RowError) as refused:
+            resolve_composite(editor, 1, rows)
+        assert refused.value.field == field and str(refused.value).startswith(f"row {len(rows)} (")
+        c, notices = share.parse_composite({"composite": link}, controls, editor)
+        assert notices == [f"composite {refused.value}; {fallback}"]
+        assert len(c.rows) == len(rows) - (fallback == "left out")
+    assert share.parse_composite({"composite": "mouth:3:x"}, controls, editor)[0].rows == (("mouth", 3, 10.0),)
+    # A row the link leaves out keeps its number: the rows after it are named by their place in the link.
+    _, notices = share.parse_composite({"composite": "nose:1,eyes:2,eyes:3"}, controls, editor)
+    assert [n.split(":")[0] for n in notices] == ["composite row 1 (nose)", "composite row 3 (eyes)"]
+    assert "already in row 2" in notices[1]
+    assert resolve_row(editor, 1, ("mouth", 4, None), {}).epsilon == 10.0
+    with pytest.raises(RowError, match=r"^row 5: must be") as refused:
+        resolve_row(editor, 5, "mouth=4", {})
+    assert refused.value.field == "row"
+
+
 def test_parse_row():
     assert parse_row("hair=7") == ("hair", 7, None)
     assert parse_row(" eyes = 12:30 ") == ("eyes", 12, 30.0)
@@ -98,3 +130,19 @@ def test_parse_row():
                          ("hair=x", "whole number"), ("hair=7:y", "ε must be a number"), (7, "PART=SEED")):
         with pytest.raises(ValueError, match=message):
             parse_row(bad)
+
+
+def test_a_latent_target_and_reference_composite_like_their_seeds(tiny_generator, tiny_catalog):
+    from localedit.edit import Latent
+    from localedit.stylegan2 import seed_to_z
+
+    g = tiny_generator
+    editor = Editor(g, tiny_catalog)
+
+    def latent(seed):
+        with torch.inference_mode():
+            return Latent.of(g.truncate(g.mapping(seed_to_z(seed, g.style_dim)), 0.7).expand(g.n_latent, -1))
+
+    by_seed = composite(editor, 1, [("eyes", 2), ("mouth", 5)], truncation=0.7)
+    by_latent = composite(editor, latent(1), [("eyes", latent(2)), ("mouth", 5)], truncation=0.7)
+    assert np.array_equal(by_latent.edited, by_seed.edited)

@@ -1,0 +1,308 @@
+"""The functions behind the demo's endpoints, and the page's two views, each made by one listener.
+
+The API: `edit`, `composite`, `thumbnail`, `models`, `parts` and `restore` (api_names /edit, /composite, …; see the
+README). The page: `edit_page` and `composite_page`, the one listener of each mode (app.py wires every trigger
+to them), which make a view only while its tab is on show, and only when the controls ask for another one than
+the view on show. Also here: the allowlist of models (fixed at import), the default edit and composite a page
+starts from, and the PNG files every image goes out as.
+
+app.py holds the layout and the wiring; app_controls.py what each control does to the others; app_composite.py
+the composite rows' helpers; app_support.py the plumbing (errors, PNG cache, JavaScript, CSS).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from app_composite import composite_stats, parse_rows, rows_of
+from app_support import PngFiles, user_errors
+from localedit import Editor, EditResult
+from localedit.composite import MAX_ROWS, CompositeParams, CompositeResult, resolve_composite, run_composite
+from localedit.edit import METHODS, EditParams
+from localedit.share import (
+    CompositeControls,
+    Controls,
+    Models,
+    as_seed,
+    default_composite,
+    default_controls,
+    parse_composite,
+    parse_link,
+    parse_seed,
+    query_of,
+    short,
+)
+from localedit.viz import diff_image, upscale
+
+try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else the decorator is a no-op.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn):
+        return fn
+
+# Each view the page makes, with its query, when $LOCALEDIT_LOG is INFO (app_support.configure_process).
+log = logging.getLogger("localedit.app")
+# Images go out at the model's resolution, the exact pixels of the edit, and the page enlarges them without
+# smoothing (CSS image-rendering: pixelated). Only the diff map is upscaled (nearest) here, to about DIFF_SIZE
+# px, so that the part's outline can be drawn thinner than a model pixel.
+DIFF_SIZE = 256
+DIFF_FLOOR = 100.0  # ΔE*² (ΔE* = 10): the diff ramp tops out at its 99th percentile, or here if that is lower
+FALLBACK_EXAMPLE = (0, 1)  # the seed pair of a part whose catalog stores no example
+# How many outputs each kind of view has, so that a skip sends exactly one per output.
+SINGLE_VIEWS = 8  # edit_view: 6 views, 2 thumbnails
+COMPOSITE_VIEWS = 6 + MAX_ROWS  # composite_view: 5 views, the target's thumbnail, a thumbnail per row
+
+MODELS = Models.from_env(assets=Path(__file__).with_name("assets"))
+png = PngFiles()
+
+
+# --- pictures and text -------------------------------------------------------------------------------------
+
+def diff_png(diff: np.ndarray, regions: list[tuple[np.ndarray, str]]) -> str:
+    """The difference map upscaled to about DIFF_SIZE px, each (region, colour) outlined: drawn at half the scale
+    and doubled, so that every outline is two pixels wide."""
+    scale = max(1, DIFF_SIZE // diff.shape[0])
+    image = diff_image(diff, regions, scale=max(1, scale // 2),
+                       vmax=max(float(np.percentile(diff, 99)), DIFF_FLOOR))
+    return png(upscale(image, scale // max(1, scale // 2)))
+
+
+def stats_line(editor: Editor, result: EditResult) -> str:
+    total = sum(editor.catalog.M[layer].shape[1] for layer in result.changed)  # the layers the editor may touch
+    changed = sum(result.changed.values())
+    layers = sum(1 for n in result.changed.values() if n)
+    share = float(result.roi.mean())
+    roi = f"ROI {share:.0%} of the target" if share else "the part is not on the target (empty ROI)"
+    return (f"**In-MSE** {result.in_mse:.1f} · **Out-MSE** {result.out_mse:.1f} (ΔE\\*², inside / outside the "
+            f"part) · **channels changed** {changed} of {total} in {layers} layers · {roi}")
+
+
+# --- the single edit ----------------------------------------------------------------------------------------
+
+def _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation
+             ) -> tuple[Editor, EditParams]:
+    with user_errors():
+        editor = MODELS.editor(model)
+        if not isinstance(part, str):
+            raise ValueError(f"part must be a name, one of {list(editor.parts)}, got {short(part)}")
+        if not isinstance(method, str):
+            raise ValueError(f"method must be one of {list(METHODS)}, got {short(method)}")
+        return editor, editor.resolve(parse_seed("target", target), parse_seed("reference", reference), part,
+                                      epsilon=epsilon, threshold=threshold, method=method, lam=lam,
+                                      truncation=truncation)
+
+
+def _link(model: str, p: EditParams) -> Controls:
+    return Controls(model, p.target, p.reference, p.part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
+
+
+def _views(model: str, editor: Editor, r: EditResult) -> tuple:
+    """The six outputs of `edit`, then the target's and the reference's PNGs again for the thumbnails."""
+    edited, target, reference = png(r.edited), png(r.target), png(r.reference)
+    diff = diff_png(r.diff, [(r.roi, editor.catalog.parts[r.params.part].color)])
+    return edited, (target, edited), reference, diff, stats_line(editor, r), _link(model, r.params).query(), \
+        target, reference
+
+
+@gpu
+def edit(model: str, target: int, reference: int, part: str, epsilon: float | None = None,
+         method: str = "sequential", threshold: float | None = None, lam: float | None = None,
+         truncation: float | None = None):
+    """Move `part`'s look from the reference seed's image to the target seed's image.
+
+    Returns the edited image, (target, edited) for the slider, the reference, the CIELAB difference map with
+    the part's outline, a line of statistics, and the query string of a link to this edit. ε, threshold, λ and
+    truncation default to the part's and the model's own values when None.
+    """
+    editor, params = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    return _views(model, editor, editor.run(params))[:6]
+
+
+@gpu
+def edit_view(model, target, reference, part, epsilon, method, threshold, lam, truncation):
+    """The live edit behind the controls: `edit` plus both thumbnails; half-typed seeds wait silently.
+
+    A value the library refuses (a seed of -5 or 1.5, a part typed by hand) gets one notice saying what is
+    allowed, and the last good edit stays on screen instead of an error over every output."""
+    if target is None or reference is None or part is None:
+        return (gr.skip(),) * SINGLE_VIEWS
+    try:
+        editor, params = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    except gr.Error as e:
+        gr.Warning(e.message)
+        return (gr.skip(),) * SINGLE_VIEWS
+    log.info("edit %s", _link(model, params).query())
+    return _views(model, editor, editor.run(params))
+
+
+def _asked_edit(*controls) -> str | None:
+    """The query of the edit the controls ask for; None while they ask for none (`edit_view` says why)."""
+    try:
+        return _link(controls[0], _resolve(*controls)[1]).query()
+    except gr.Error:
+        return None
+
+
+def edit_page(mode: str, shown: str, *controls):
+    """The single edit's one listener: `edit_view`, then the query of the edit on show (a gr.State, `shown`).
+    Nothing is made while the composite tab is on show, nor when the controls ask for the edit on show; the
+    tab's select asks again."""
+    if mode != "single" or _asked_edit(*controls) == shown:
+        return (gr.skip(),) * (SINGLE_VIEWS + 1)
+    views = edit_view(*controls)
+    return (*views, views[5])  # a skip while nothing was made
+
+
+# --- the composite ------------------------------------------------------------------------------------------
+
+def _resolve_composite(model, target, rows, truncation) -> tuple[Editor, CompositeParams]:
+    with user_errors():
+        editor = MODELS.editor(model)
+        return editor, resolve_composite(editor, parse_seed("target", target), rows, truncation)
+
+
+def _composite_link(model: str, p: CompositeParams) -> CompositeControls:
+    return CompositeControls(model, p.target, tuple((row.part, row.reference, row.epsilon) for row in p.rows),
+                             p.truncation)
+
+
+def _composite_views(model: str, editor: Editor, r: CompositeResult) -> tuple:
+    """The five outputs of `composite`, then the target's PNG and the list of the references' PNGs."""
+    edited, target = png(r.edited), png(r.target)
+    diff = diff_png(r.diff, [(r.rois[part], editor.catalog.parts[part].color) for part in r.params.parts])
+    return (edited, (target, edited), diff, composite_stats(editor, r), _composite_link(model, r.params).query(),
+            target, [png(image) for image in r.references])
+
+
+@gpu
+def composite(model: str, target: int, rows: str | list, truncation: float | None = None):
+    """Several parts, each from its own reference seed, moved to the target in one edit.
+
+    rows: text such as "hair=7 eyes=12:30 mouth=40" (PART=SEED or PART=SEED:EPSILON, apart by spaces or commas),
+    or a list of such texts or of [part, seed] / [part, seed, ε]; ε left out is the part's, and each part may
+    have one row. Returns the composite, (target, composite) for the slider, the CIELAB difference map with
+    each part's outline in its colour, a table of statistics per part, and the query string of a link to it.
+    """
+    with user_errors():
+        rows = parse_rows(rows)
+    editor, params = _resolve_composite(model, target, rows, truncation)
+    return _composite_views(model, editor, run_composite(editor, params))[:5]
+
+
+def _page_rows(count, values) -> list[tuple] | None:
+    """The rows on the page as the library takes them; None while a value is half-typed."""
+    rows = rows_of(count, values)
+    if any(value is None for row in rows for value in row):
+        return None
+    return [(part, as_seed(seed), epsilon) for part, seed, epsilon in rows]
+
+
+@gpu
+def composite_view(model, target, truncation, count, *values):
+    """The live composite behind the composite tab: `composite` plus the target's thumbnail and each row's
+    reference thumbnail. `values` are every row's (part, seed, ε), of which the first `count` rows are on the
+    page. As in `edit_view`, half-typed seeds wait, and a refused value (a part in two rows, a seed of -5) gets
+    one notice while the last good composite stays."""
+    rows = _page_rows(count, values)
+    if target is None or rows is None:
+        return (gr.skip(),) * COMPOSITE_VIEWS
+    try:
+        editor, params = _resolve_composite(model, target, rows, truncation)
+    except gr.Error as e:
+        gr.Warning(e.message)
+        return (gr.skip(),) * COMPOSITE_VIEWS
+    log.info("composite %s", _composite_link(model, params).query())
+    *views, references = _composite_views(model, editor, run_composite(editor, params))
+    return (*views, *references, *(gr.skip(),) * (MAX_ROWS - len(references)))
+
+
+def _asked_composite(model, target, truncation, count, *values) -> str | None:
+    """The query of the composite the controls ask for; None while they ask for none."""
+    try:
+        return _composite_link(model, _resolve_composite(model, target, _page_rows(count, values) or [],
+                                                         truncation)[1]).query()
+    except gr.Error:
+        return None
+
+
+def composite_page(mode: str, shown: str, *controls):
+    """The composite's one listener, as `edit_page` is the single edit's: `composite_view`, then the query of the
+    composite on show; nothing is made while the single edit's tab is on show."""
+    if mode != "composite" or _asked_composite(*controls) == shown:
+        return (gr.skip(),) * (COMPOSITE_VIEWS + 1)
+    views = composite_view(*controls)
+    return (*views, views[4])
+
+
+# --- the rest of the API ------------------------------------------------------------------------------------
+
+@gpu
+def thumbnail(model: str, seed: int, truncation: float | None = None) -> str:
+    """A seed's image, as the thumbnails show it."""
+    with user_errors():
+        editor = MODELS.editor(model)
+        seed = parse_seed("seed", seed)
+        return png(editor.sample(seed, editor.resolve_truncation(truncation)).pixels)
+
+
+def models() -> list[str]:
+    """The models this demo serves; the first is the default."""
+    return MODELS.names
+
+
+def parts(model: str) -> list[dict]:
+    """A model's parts: name, colour, clusters, the sequential query's settings (default ε and threshold, toRGB,
+    ε profile), and where each part's ranges end: epsilon_max, the ε at which its query saturates at its own
+    threshold (no larger ε changes the edit), and threshold_max, the threshold at and past which it is empty."""
+    with user_errors():
+        editor = MODELS.editor(model)
+    out = []
+    for name in editor.parts:
+        p = editor.part_settings(name)
+        out.append({"name": name, "color": p.color, "clusters": list(p.clusters), "epsilon": p.epsilon,
+                    "threshold": p.threshold, "epsilon_max": editor.epsilon_max(name),
+                    "threshold_max": editor.threshold_max(name), "torgb": p.torgb,
+                    "epsilon_profile": dict(p.epsilon_profile)})
+    return out
+
+
+def read_link(query: dict) -> tuple[Controls, CompositeControls | None, list[str]]:
+    """A link's single-edit controls, its composite (None for a single edit's link), and every notice."""
+    controls, notices = parse_link(query, MODELS.names, MODELS.editor, DEFAULT_SEEDS)
+    composite, more = parse_composite(query, controls, MODELS.editor(controls.model), DEFAULT_SEEDS)
+    return controls, composite, notices + more
+
+
+def restore(link: str) -> dict:
+    """What a link shows: the controls it restores, its composite (None for a single edit's link), the query
+    string of what it shows, and a notice for each value replaced."""
+    with user_errors():
+        if not isinstance(link, str):
+            raise ValueError(f"link must be text, got {short(link)}")
+        controls, composite, notices = read_link(query_of(link))
+    return {"controls": asdict(controls), "composite": asdict(composite) if composite else None,
+            "query": (composite or controls).query(), "notices": notices}
+
+
+# --- what a page starts from --------------------------------------------------------------------------------
+
+def part_examples(editor: Editor) -> list[list]:
+    """One example per part, [target, reference, part, ε, threshold] at the part's own settings: the catalog's
+    example pair (`tune` picks a plainly visible one), else seeds 0 → 1."""
+    catalog = editor.catalog
+    return [[*catalog.examples.get(part, FALLBACK_EXAMPLE), part, p.epsilon, p.threshold]
+            for part, p in catalog.parts.items()]
+
+
+DEFAULT_EDITOR = MODELS.editor(MODELS.names[0])
+EXAMPLES = part_examples(DEFAULT_EDITOR)
+DEFAULT_SEEDS = (EXAMPLES[0][0], EXAMPLES[0][1])
+DEFAULT = default_controls(MODELS.names[0], DEFAULT_EDITOR, DEFAULT_SEEDS)
+DEFAULT_COMPOSITE = default_composite(DEFAULT.model, DEFAULT_EDITOR, DEFAULT_SEEDS)
