@@ -192,8 +192,10 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
 
 
 def save_encoder(folder: str | Path, encoder: Encoder, record: dict) -> None:
+    """encoder.json (config and `record`, how it was made) and encoder.safetensors, the weights in float16 (half
+    the bytes; the encoder only gives refinement its start, and it computes in float32 when loaded)."""
     folder = Path(folder)
-    state = {k: v.detach().contiguous() for k, v in encoder.state_dict().items()}
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in encoder.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
     data = {"config": encoder.config.to_dict(), **record}
     write_atomic(folder / CONFIG_FILE, lambda path: path.write_text(json.dumps(data, indent=2) + "\n"))
@@ -213,5 +215,5 @@ def load_encoder(folder: str | Path, generator: Generator) -> Encoder | None:
     encoder = Encoder(config)
     state = load_file(str(folder / WEIGHTS_FILE))
     check_state(encoder.state_dict(), state, str(folder / WEIGHTS_FILE))
-    encoder.load_state_dict(state)
+    encoder.load_state_dict({k: v.float() for k, v in state.items()})
     return encoder.eval()
