@@ -195,6 +195,7 @@ def save_encoder(folder: str | Path, encoder: Encoder, record: dict) -> None:
     """encoder.json (config and `record`, how it was made) and encoder.safetensors, the weights in float16 (half
     the bytes; the encoder only gives refinement its start, and it computes in float32 when loaded)."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in encoder.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
     data = {"config": encoder.config.to_dict(), **record}

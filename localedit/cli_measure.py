@@ -1,0 +1,224 @@
+"""Command handlers that measure and train: bench, evaluate, evaluate-projection, train, train-encoder,
+train-judge and render-faces. Heavy modules are imported inside each handler, so the command line starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from localedit.cli import cataloged, encoder_and_judge, output_path, projection_settings, torgb_override
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from localedit.bench import bench_catalog, bench_edit, bench_faces, bench_synthesis, hardware
+    from localedit.edit import Editor
+    from localedit.stylegan2 import Generator, GeneratorConfig
+
+    if args.faces:
+        seconds = bench_faces(args.faces, args.face_size, args.workers)
+        print(f"rendered {args.faces:,} procedural {args.face_size}×{args.face_size} faces with labels in "
+              f"{seconds:.1f} s ({args.faces / seconds:,.0f}/s, {args.workers} worker processes; goal for 50,000 "
+              f"at 64 px: ≤ 120 s)")
+        return
+    if args.sizes:
+        print(f"one synthesize call, batch 1, random generators ({hardware()})")
+        times = bench_synthesis(args.sizes, repeats=args.repeats)
+        base = times.get(256)
+        for size, seconds in times.items():
+            ratio = f"{seconds / base:8.3f} × size 256" if base else ""
+            print(f"size {size:5d}  {seconds:8.3f} s  {ratio}")
+        return
+    if args.random:
+        torch.manual_seed(0)
+        generator = Generator(GeneratorConfig(size=args.random, name=f"random-{args.random}")).eval()
+        layer = args.layer or "convs.5"
+        name = f"random size-{args.random} generator"
+    else:
+        model = cataloged(args.model)
+        generator, name = model.generator, args.model
+        layer = args.layer or model.catalog.layer
+    print(f"bench on {name} ({hardware()})")
+    # The catalog build is the slow part on a big generator (two passes over every sample): it is timed once,
+    # with a progress bar, and a random generator's edits then use that catalog.
+    print(f"building a catalog: {args.samples} samples, {layer}, K={args.clusters}", flush=True)
+    c, built = bench_catalog(generator, layer, args.clusters, args.samples, args.fit_rows, progress=True)
+    catalog = built.with_parts({"part0": [0]}) if args.random else model.catalog
+    part = args.part or next(iter(catalog.parts))
+    e = bench_edit(Editor(generator, catalog), part, repeats=args.repeats)
+    print(f"warm edit       {e['edit_s'] * 1e3:8.2f} ms (median of {args.repeats}, timed in turns with synthesis)")
+    print(f"synthesize      {e['synthesize_s'] * 1e3:8.2f} ms")
+    print(f"edit ÷ synth    {e['edit_over_synthesize']:8.3f}   (goal ≤ 1.15)")
+    print(f"composite ÷ synth {e['composite_over_synthesize']:6.3f}   (warm, {e['composite_rows']} rows; goal ≤ 1.15)")
+    print(f"query           {e['query_s'] * 1e3:8.3f} ms")
+    fit = f", k-means fitted on {args.fit_rows} rows" if args.fit_rows else ""
+    print(f"catalog build   generation {c['generation_s']:.2f} s, clustering {c['clustering_s']:.2f} s "
+          f"({args.samples} samples, {layer}, K={args.clusters}{fit})")
+    print(f"cluster ÷ gen   {c['clustering_over_generation']:8.3f}   (goal ≤ 0.5)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.evaluate import FULL, QUICK, evaluate
+    from localedit.judge import load_judge
+    from localedit.transfer import Transfer
+
+    model = cataloged(args.model)
+    editor = Editor(model.generator, model.catalog, include_torgb=torgb_override(args.torgb))
+    metrics = evaluate(editor, load_judge(args.judge), Path(args.out), QUICK if args.quick else FULL)
+    loc = metrics["locality"]
+    print(json.dumps({"structure_validity": metrics["structure_validity"],
+                      "cluster_iou": metrics["cluster_iou"], "cluster_iou_mean": metrics["cluster_iou_mean"],
+                      "locality_judge_roi": loc["judge_roi"]["mean"],
+                      "locality_cluster_roi": loc["cluster_roi"]["mean"],
+                      "realism": metrics["realism"]}, indent=2))
+    print(f"transfer at each part's settings, {metrics['pairs_per_part']} held-out pairs:")
+    variety = metrics["color_variety"]
+    print(f"{'part':>12} {Transfer.HEADER}   pairs differing in colour: procedural, generated")
+    for part, t in metrics["transfer"].items():
+        print(f"{part:>12} {Transfer(**t).row()}   "
+              f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%}")
+    composite = metrics["composite"]
+    if composite:
+        print(f"composites: {composite['sets']} held-out sets of 2–4 parts ({composite['rows']} rows); each part "
+              f"from the target to the composite | the row's own effect | alone (colour pairs):")
+        header = f"{'colour':>7} {'shape':>6} {'visible':>8}"
+        print(f"{'part':>12} {header} | {header} | {header}")
+        for part, t in composite["parts"].items():
+            figures = [Transfer(**t[kind]) for kind in ("composite", "own", "single")]
+            print(f"{part:>12} " + " | ".join(f"{f.color:7.2f} {f.shape:6.2f} {f.visible:8.0%}" for f in figures)
+                  + f"   ({figures[0].color_pairs}, {figures[1].color_pairs}, {figures[2].color_pairs})")
+        print(f"leak outside the union of the parts: {composite['leak']:.3f}")
+    print(f"wrote {args.out}/metrics.json, transfer.png, locality_*.png, heatmaps.png")
+
+
+def cmd_evaluate_projection(args: argparse.Namespace) -> None:
+    from localedit.edit import Editor
+    from localedit.judge import load_judge
+    from localedit.projection_eval import measure_projection, projection_sheet
+
+    settings = projection_settings(args)
+    model = cataloged(args.model)
+    encoder, _ = encoder_and_judge(model, args, settings)
+    editor = Editor(model.generator, model.catalog)
+    if args.tune:
+        _tune_projection(editor, encoder, load_judge(args.judge), args)
+        return
+    if not args.out:
+        raise ValueError("name the folder to write the figures into with --out")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    m, projected = measure_projection(editor, encoder, load_judge(args.judge), args.faces, settings)
+    (out / "projection.json").write_text(json.dumps(m, indent=2) + "\n")
+    projection_sheet(editor, projected).save(out / "projection.png")
+    t = m["time"]
+    print(f"{m['faces']} held-out faces from {m['first_face']}; {settings}")
+    print(f"encoder only      median PSNR {m['encoder_psnr_median']:6.2f} dB   {t['encoder_passes']:6.1f} synthesis "
+          f"passes")
+    print(f"projection        median PSNR {m['projection_psnr_median']:6.2f} dB   {t['projection_passes']:6.1f} "
+          f"synthesis passes   judge mIoU {m['projection_miou']:.3f} (on the inputs themselves "
+          f"{m['input_miou']:.3f})")
+    print(f"{'part':>12}  projected targets: colour shape leak | seed targets: colour shape leak")
+    for part, kinds in m["editability"].items():
+        a, b = kinds["projected"], kinds["seed"]
+        print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
+              f"{b['shape']:6.2f} {b['leak']:6.3f}")
+    print(f"wrote {out / 'projection.json'} and {out / 'projection.png'}")
+
+
+def _tune_projection(editor, encoder, judge, args: argparse.Namespace) -> None:
+    from localedit.projection import ProjectSettings
+    from localedit.projection_eval import tune
+
+    grid = [ProjectSettings(steps=steps, lr=lr, perceptual=perceptual, use_encoder=not args.no_encoder)
+            for steps in args.tune_steps for lr in args.tune_lr for perceptual in args.tune_perceptual]
+    print(f"{len(grid)} candidates on {args.faces} tuning faces; per candidate: median PSNR of the projection, judge "
+          "mIoU, synthesis passes (batch 1)")
+    for row in tune(editor, encoder, judge, grid, args.faces):
+        s, t = row["settings"], row["time"]
+        print(f"steps {s['steps']:4d} lr {s['lr']:.3f} perceptual {s['perceptual']:.2f}   "
+              f"{row['projection_psnr_median']:6.2f} dB  mIoU {row['projection_miou']:.3f}  "
+              f"{t['projection_passes']:6.1f} passes   (encoder alone {row['encoder_psnr_median']:.2f} dB)", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import shlex
+
+    import torch
+
+    from localedit.train import TrainConfig, export, train
+
+    torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "-m", "localedit", *sys.argv[1:]])
+    run_dir = Path(args.run_dir)
+    if args.export:
+        checkpoint = Path(args.resume or run_dir / "latest.pt")
+        if not checkpoint.exists():
+            raise ValueError(f"no checkpoint at {checkpoint}: train first, or name one with --resume")
+        export(checkpoint, Path(args.export), args.name, args.description, command)
+        print(f"exported the EMA generator of {checkpoint} → {args.export}")
+        return
+    # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
+    overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed")
+                 if getattr(args, k) is not None}
+    if args.channels:
+        overrides["channels"] = tuple(int(c) for c in args.channels.split(","))
+    if args.fp32:
+        overrides["bf16"] = False
+    train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
+          resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
+          checkpoint_every=args.checkpoint_every, command=command)
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> None:
+    from localedit.encoder import EncoderTrainConfig, save_encoder, train_encoder
+    from localedit.hub import load_model, writable_folder
+
+    model = load_model(args.model)
+    folder = writable_folder(model, args.out)
+    config = EncoderTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads)
+    save_encoder(folder, encoder, record)
+    print(f"encoder: {record['steps']} steps in {record['seconds'] / 60:.0f} min, final pixel MSE "
+          f"{record['final_pixel_mse']:.4f} → {folder}")
+
+
+def cmd_train_judge(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from localedit.bench import hardware
+    from localedit.judge import HELDOUT_OFFSET, evaluate_judge, load_judge, model_card, save_judge, train_judge
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    judge = train_judge(steps=args.steps, batch=args.batch, lr=args.lr, n_train=args.n_train, seed=args.seed)
+    seconds = time.perf_counter() - start
+    save_judge(judge, args.out)
+    # Measured on the shipped (float16) weights, as a user will load them.
+    iou = evaluate_judge(load_judge(args.out), args.eval_n)
+    record = dict(
+        command=f"python -m localedit train-judge --steps {args.steps} --batch {args.batch} --lr {args.lr} "
+                f"--n-train {args.n_train} --seed {args.seed} --out {args.out}",
+        parts=list(judge.config.parts), parameters=sum(p.numel() for p in judge.parameters()),
+        n_train=args.n_train, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, seconds=seconds,
+        hardware=hardware(), eval_offset=HELDOUT_OFFSET, eval_n=args.eval_n,
+        iou=iou, file_bytes=(Path(args.out) / "judge.safetensors").stat().st_size,
+    )
+    (Path(args.out) / "README.md").write_text(model_card(record))
+    print(" ".join(f"{k} {v:.3f}" for k, v in iou.items()))
+    print(f"trained in {seconds:.0f} s → {args.out}")
+
+
+def cmd_render_faces(args: argparse.Namespace) -> None:
+    from localedit.faces import save_grid
+
+    out = output_path(args.out)
+    labels = out.with_name(out.stem + "_labels" + out.suffix)
+    save_grid(str(out), str(labels), n=args.n, size=args.size, offset=args.offset, upscale=args.upscale)
+    print(f"wrote {out} and {labels}")
