@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--checkpoint", help="a file to save progress to and resume from (e.g. runs/encoder/latest.pt)")
+    p.add_argument("--further", action="store_true", help="start from the model's encoder (a further phase, e.g. "
+                   "at a lower --lr), not from scratch")
     p.add_argument("--out", help="a local folder to write into (default: the model's own folder)")
     p.set_defaults(func=cli_measure.cmd_train_encoder)
 

@@ -181,7 +181,17 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
     folder = writable_folder(model, args.out)
     config = EncoderTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads)
+    init, earlier = None, None
+    if args.further:
+        from localedit.encoder import load_encoder
+
+        init = load_encoder(model.folder, model.generator)
+        if init is None:
+            raise ValueError(f"{args.model} has no encoder to train further; drop --further")
+        earlier = json.loads((Path(model.folder) / "encoder.json").read_text())
+    encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads, init=init)
+    if earlier is not None:
+        record["earlier"] = {k: v for k, v in earlier.items() if k != "config"}
     save_encoder(folder, encoder, record)
     print(f"encoder: {record['steps']} steps in {record['seconds'] / 60:.0f} min, final pixel MSE "
           f"{record['final_pixel_mse']:.4f} → {folder}")

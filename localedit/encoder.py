@@ -128,15 +128,19 @@ def _sample_latents(generator: Generator, n: int, mixing: float, rng: torch.Gene
 
 
 def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: Path | None = None,
-                  progress: bool = True, threads: int | None = None) -> tuple[Encoder, dict]:
-    """Train an encoder for `generator`; resumes from `checkpoint` when it exists and saves there as it goes.
-    Returns the encoder and a record of the run (steps, losses, seconds)."""
+                  progress: bool = True, threads: int | None = None, init: Encoder | None = None
+                  ) -> tuple[Encoder, dict]:
+    """Train an encoder for `generator`, from `init`'s weights when given (a further phase of training); resumes
+    from `checkpoint` when it exists and saves there as it goes. Returns the encoder and a record of the run
+    (steps, losses, seconds)."""
     if config.n_faces > PROJECTION_EVAL_OFFSET:
         raise ValueError(f"training faces must stay below the held-out index {PROJECTION_EVAL_OFFSET}")
     if threads:
         torch.set_num_threads(threads)
     generator = generator.eval().requires_grad_(False)
     encoder = Encoder(EncoderConfig.for_generator(generator))
+    if init is not None:
+        encoder.load_state_dict(init.state_dict())
     opt = torch.optim.Adam(encoder.parameters(), lr=config.lr, betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(config.seed)
     step, losses, seconds = 0, [], 0.0

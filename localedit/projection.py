@@ -63,9 +63,9 @@ class Crop:
 class ProjectSettings:
     """How a picture is projected. The defaults are the app's, chosen on TUNING_FACES."""
 
-    steps: int = 60  # refinement steps after the start (0: the encoder's answer, or the average face)
-    lr: float = 0.04
-    perceptual: float = 0.5  # weight of the judge-feature loss against the pixel loss (0: pixels only)
+    steps: int = 140  # refinement steps after the start (0: the encoder's answer, or the average face)
+    lr: float = 0.06
+    perceptual: float = 0.1  # weight of the judge-feature loss against the pixel loss (0: pixels only)
     use_encoder: bool = True
 
     def __post_init__(self) -> None:
