@@ -1,4 +1,5 @@
-"""The demo: pick a target and a reference (each a seed) and a part; the part's look moves to the target (§3.2).
+"""The demo: pick a target and a reference (each a seed, or a picture of your own) and a part; the part's look
+moves to the target (§3.2).
 
 A thin Gradio UI over localedit, in the shape of Gradio's own demos: the functions (imported), then the layout,
 then the wiring. Nothing is parsed from the command line. The models are an allowlist, fixed when the app starts:
@@ -6,7 +7,9 @@ then the wiring. Nothing is parsed from the command line. The models are an allo
   - the Hub repos in $LOCALEDIT_MODELS, comma-separated owner/name[@revision], loaded on first use.
 A link or an API call names a model by its key in that list, so no other path or repo can ever be opened.
 Links (?model=&target=&reference=&part=&epsilon=&method=&threshold=&lam=&truncation=) restore an edit exactly:
-the editor is deterministic and every image is sent as PNG, so the same link gives the same bytes.
+the editor is deterministic and every image is sent as PNG, so the same link gives the same bytes. A picture of
+your own (an upload, or the webcam's) is projected into the model and edited like a seed; a link names it
+`upload:<hex>` and works while the server keeps the projection (app_uploads.py).
 
 The page has two modes, each a tab: the single edit, and the composite (several parts, each from its own
 reference, in one edit). A composite's link (?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=) opens
@@ -16,11 +19,12 @@ that listener watches.
 
 Where things live:
   app.py            the layout and the wiring, and `launch`
-  app_endpoints.py  the functions behind the endpoints (/edit, /composite, /thumbnail, /models, /parts,
-                    /restore) and the two views' listeners; the allowlist; what a page starts from
+  app_endpoints.py  the functions behind the endpoints (/edit, /composite, /project, /thumbnail, /models,
+                    /parts, /restore) and the two views' listeners; the allowlist; what a page starts from
   app_controls.py   what the controls do to each other: links on page load, a model's or a part's own settings
                     and slider ranges, the composite's rows
   app_composite.py  the composite rows' helpers apart from Gradio, and its statistics
+  app_uploads.py    pictures of your own: the uploads' store, their projection, and their controls
   app_support.py    plumbing: errors, the PNG file cache, process settings, the page's JavaScript, CSS and theme
 """
 
@@ -52,6 +56,7 @@ from app_controls import (
     part_choices,
     remove_row,
     restore_modes,
+    seed_sources,
     show_legend,
     threshold_max,
     uses_budget,
@@ -70,6 +75,8 @@ from app_endpoints import (
     edit_view,
     models,
     parts,
+    project,
+    project_page,
     restore,
     thumbnail,
 )
@@ -83,6 +90,7 @@ from app_support import (
     configure_process,
     sync_link_js,
 )
+from app_uploads import PROJECTING, picture_picker, wire_pictures
 from localedit.composite import MAX_ROWS
 from localedit.edit import MAX_SEED, METHODS
 
@@ -117,6 +125,16 @@ def seed_picker(label: str, seed: int | None, elem_id: str, thumb: str | None) -
                          container=False, buttons=[], height=THUMB, width=THUMB, elem_classes=["thumb", "pixelated"],
                          elem_id=f"{elem_id}-thumb", scale=0, min_width=THUMB)
     return box, dice, thumb
+
+
+def source_picker(role: str, seed: int, elem_id: str, thumb: str | None) -> tuple[gr.Number, gr.Button, gr.Image,
+                                                                                dict]:
+    """A single edit's target or reference: a seed (`seed_picker`), or a picture of your own (`picture_picker`)."""
+    kind = gr.Radio([("Seed", "seed"), ("Your picture", "upload")], value="seed", label=role,
+                    elem_id=f"{elem_id}-kind")
+    with gr.Column(elem_id=f"{elem_id}-seed") as seeds:
+        box, dice, thumb = seed_picker(f"{role} seed", seed, elem_id, thumb)
+    return box, dice, thumb, dict(kind=kind, seeds=seeds, **picture_picker(role, elem_id, THUMB))
 
 
 def composite_row(i: int) -> dict:
@@ -158,10 +176,10 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
         with gr.Tab("Single edit", id="single", elem_id="single") as single_tab:
             with gr.Row():
                 with gr.Column(scale=2, min_width=320, elem_id="controls"):
-                    target_box, target_dice, target_thumb = seed_picker("Target seed", DEFAULT.target, "target",
-                                                                        FIRST_VIEW[6])
-                    reference_box, reference_dice, reference_thumb = seed_picker(
-                        "Reference seed", DEFAULT.reference, "reference", FIRST_VIEW[7])
+                    target_box, target_dice, target_thumb, target_source = source_picker(
+                        "Target", DEFAULT.target, "target", FIRST_VIEW[6])
+                    reference_box, reference_dice, reference_thumb, reference_source = source_picker(
+                        "Reference", DEFAULT.reference, "reference", FIRST_VIEW[7])
                     part_box = gr.Dropdown(part_choices(_catalog), value=DEFAULT.part, label="Part", elem_id="part",
                                            allow_custom_value=True)  # another model's parts are valid too
                     legend = gr.HTML(legend_html(_catalog, DEFAULT.part))
@@ -186,6 +204,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                           max_lines=1, elem_id="link")
                     copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
                     query_box = gr.Textbox(label="Query", visible="hidden", elem_id="query")
+                    psnr_box = gr.Number(label="PSNR (dB)", visible="hidden")  # /project's
                     # Counts what asks for the single edit besides its controls' own changes (a seed entered, a
                     # 🎲, an example, a model, the tab picked, the page loaded): one listener watches it and them,
                     # so that one always_last listener makes every single edit. It knows the edit on show by
@@ -284,10 +303,14 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     # 54321 must not edit seeds 5, 54, 543 and 5432 on the way.
     gr.on([], edit, controls, outputs, api_name="edit", **synth)
     seed_boxes = (target_box, reference_box)
+    sources = [target_source["kind"], target_source["name"], reference_source["kind"], reference_source["name"]]
     gr.on([c.change for c in controls[1:] if c not in seed_boxes] + entered(seed_boxes) + [edit_asked.change],
-          edit_page, [mode_box, edit_shown, *controls], outputs + [target_thumb, reference_thumb, edit_shown],
+          edit_page, [mode_box, edit_shown, *controls, *sources], outputs + [target_thumb, reference_thumb, edit_shown],
           trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(**ask_edit)
+    wire_pictures([target_source, reference_source], model_box, project_page, ask_edit)
+    gr.on([], project, [model_box, target_source["file"]], [target_source["projection"], psnr_box,
+                                                             target_source["name"]], api_name="project", **PROJECTING)
     part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
     # Raw values (preprocess=False): Gradio would refuse a value past a slider's end before the callback could
     # move that end.
@@ -295,13 +318,17 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                         api_visibility="private", queue=False, preprocess=False, trigger_mode="always_last")
     examples.load_input_event.then(on_example, [model_box, part_box, epsilon_box, threshold_box],
                                    [epsilon_box, threshold_box, lam_box, legend], api_visibility="private",
-                                   queue=False, preprocess=False).then(**ask_edit)
+                                   queue=False, preprocess=False).then(
+        seed_sources, None, [target_source["kind"], reference_source["kind"]], api_visibility="private",
+        queue=False).then(**ask_edit)
     examples.load_input_event.then(None, js=SHOW_RESULT_JS)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
                      api_visibility="private", queue=False)
     # A link's notice is about the link: once the user changes anything, it no longer describes the page.
-    gr.on([c.input for c in controls], hide_notice, None, notice, api_visibility="private", queue=False)
+    gr.on([c.input for c in controls] + [e for s in (target_source, reference_source) for e in (s["kind"].input,
+                                                                                               s["file"].upload)],
+          hide_notice, None, notice, api_visibility="private", queue=False)
     for box, dice in ((target_box, target_dice), (reference_box, reference_dice)):
         dice.click(None, edit_asked, [box, edit_asked], js=DICE_JS)
     copy_button.click(None, link_box, None, js=COPY_LINK_JS)
@@ -348,8 +375,11 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     for query, link, mode in ((query_box, link_box, "single"), (c_query_box, c_link_box, "composite")):
         gr.on([query.change, mode_box.change], None, [query, mode_box], link, js=sync_link_js(mode))
 
+    source_outputs = [source[key] for source in (target_source, reference_source)
+                      for key in ("kind", "name", "file", "projection", "line")]
     demo.load(restore_modes, None, controls + [legend, notice, query_box, tabs, mode_box, c_query_box, c_target_box,
-                                               c_truncation_box, *row_outputs], api_visibility="private").then(
+                                               c_truncation_box, *row_outputs, *source_outputs],
+              api_visibility="private").then(
         None, [edit_asked, composite_asked], [edit_asked, composite_asked], js="(a, b) => [a + 1, b + 1]")
     # API only (no trigger in the page): a seed's picture, as the thumbnails show it.
     gr.on([], thumbnail, [model_box, target_box, truncation_box], target_thumb, api_name="thumbnail", **synth)

@@ -13,19 +13,28 @@ import math
 import gradio as gr
 
 from app_composite import rows_for_model, rows_of, with_new_row, without_row
-from app_endpoints import DEFAULT_COMPOSITE, DEFAULT_SEEDS, MODELS, read_link
+from app_endpoints import DEFAULT_COMPOSITE, DEFAULT_SEEDS, MODELS, read_link, restore_upload
 from app_support import literal, request_query, user_errors
 from localedit import Editor
 from localedit.catalog import Catalog
 from localedit.composite import MAX_ROWS
 from localedit.parts import MAX_THRESHOLD
-from localedit.share import CompositeControls, Controls, default_composite, default_controls, query_of
+from localedit.share import (
+    CompositeControls,
+    Controls,
+    default_composite,
+    default_controls,
+    is_upload,
+    query_of,
+)
 
 # Each part's saturating ε is on a 0.01 grid (Editor.epsilon_max), so the ε slider's step reaches it exactly.
 EPSILON_STEP = 0.01
 THRESHOLD_STEP = 0.01
 ROW_UPDATES = 5 * MAX_ROWS + 2  # _rows_update: box, part, seed, ε and ✕ per row, the row count, "+ Add part"
 SINGLE_RESTORE = 12  # _restore_single: the nine controls, the legend, the notice and the query
+COMPOSITE_RESTORE = 5 + ROW_UPDATES  # _restore_composite: the tabs, the mode, the query, target, ψ, the rows
+SOURCE_UPDATES = 5  # _source_update: a source's kind, upload name, picture, projection and fidelity line
 
 
 # --- the controls' ranges and the legend --------------------------------------------------------------------
@@ -91,7 +100,9 @@ def _editor_and_part(model: object, part: object) -> Editor | None:
 def _controls_update(c: Controls) -> list:
     editor = MODELS.editor(c.model)
     catalog = editor.catalog
-    return [gr.Dropdown(choices=MODELS.names, value=c.model), c.target, c.reference,
+    # An upload is shown beside its source's seed box (`_source_update`), which keeps its seed.
+    seeds = [gr.skip() if is_upload(seed) else seed for seed in (c.target, c.reference)]
+    return [gr.Dropdown(choices=MODELS.names, value=c.model), *seeds,
             gr.Dropdown(choices=part_choices(catalog), value=c.part),
             gr.Slider(value=c.epsilon, maximum=epsilon_max(editor, c.part, c.threshold, c.epsilon),
                       interactive=uses_budget(c.method)), c.method,
@@ -140,17 +151,27 @@ def _restore_composite(controls: Controls, composite: CompositeControls | None) 
     editor = MODELS.editor(controls.model)
     c = composite or default_composite(controls.model, editor, DEFAULT_SEEDS)
     if c == DEFAULT_COMPOSITE:
-        return [gr.skip()] * (5 + ROW_UPDATES)
+        return [gr.skip()] * COMPOSITE_RESTORE
     opened = [gr.Tabs(selected="composite"), "composite"] if composite else [gr.skip(), gr.skip()]
     return [*opened, c.query(), *_composite_update(editor, c)]
 
 
+def _source_update(name: object) -> list:
+    """A link's target or reference, when it is an upload the server has: the source set to "upload", its name,
+    the picture as fitted to the model, its projection and their line. Nothing for a seed (the page is new)."""
+    if not is_upload(name):
+        return [gr.skip()] * SOURCE_UPDATES
+    return ["upload", name, *restore_upload(name)]
+
+
 def restore_modes(request: gr.Request):
     """On page load: both modes from the link, read once, in one update (so that nothing sees half of it): the
-    single edit's controls (SINGLE_RESTORE updates), then the composite tab's. The views follow: the load asks
-    each mode's listener, and the one on show makes its view."""
+    single edit's controls (SINGLE_RESTORE updates), then the composite tab's (COMPOSITE_RESTORE), then the
+    target's and the reference's uploads (SOURCE_UPDATES each). The views follow: the load asks each mode's
+    listener, and the one on show makes its view."""
     controls, composite, notices = read_link(request_query(request))
-    return [*_restore_single(controls, notices), *_restore_composite(controls, composite)]
+    return [*_restore_single(controls, notices), *_restore_composite(controls, composite),
+            *_source_update(controls.target), *_source_update(controls.reference)]
 
 
 def open_example(link: str, model: str):
@@ -220,6 +241,11 @@ def on_method(method: str, lam: float):
 
 def hide_notice():
     return gr.Markdown(visible=False)
+
+
+def seed_sources():
+    """An example's target and reference are seeds."""
+    return "seed", "seed"
 
 
 # --- the composite's rows ------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The functions behind the demo's endpoints, and the page's two views, each made by one listener.
 
-The API: `edit`, `composite`, `thumbnail`, `models`, `parts` and `restore` (api_names /edit, /composite, …; see the
-README). The page: `edit_page` and `composite_page`, the one listener of each mode (app.py wires every trigger
-to them), which make a view only while its tab is on show, and only when the controls ask for another one than
-the view on show. Also here: the allowlist of models (fixed at import), the default edit and composite a page
-starts from, and the PNG files every image goes out as.
+The API: `edit`, `composite`, `project`, `thumbnail`, `models`, `parts` and `restore` (api_names /edit, /composite,
+…; see the README). A single edit's target or reference is a seed or an upload, `upload:<hex>`, as `project` (and
+the page's upload) names it. The page: `edit_page` and `composite_page`, the one listener of each mode (app.py
+wires every trigger to them), which make a view only while its tab is on show, and only when the controls ask for
+another one than the view on show; `project_page`, a picture of your own. Also here: the allowlist of models
+(fixed at import), the uploads' store (app_uploads.py), the default edit and composite a page starts from, and
+the PNG files every image goes out as.
 
 app.py holds the layout and the wiring; app_controls.py what each control does to the others; app_composite.py
 the composite rows' helpers; app_support.py the plumbing (errors, PNG cache, JavaScript, CSS).
@@ -13,7 +15,8 @@ the composite rows' helpers; app_support.py the plumbing (errors, PNG cache, Jav
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+import os
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +24,7 @@ import numpy as np
 
 from app_composite import composite_stats, parse_rows, rows_of
 from app_support import PngFiles, user_errors
+from app_uploads import Projector, Uploads, fidelity, page_controls, source
 from localedit import Editor, EditResult
 from localedit.composite import MAX_ROWS, CompositeParams, CompositeResult, resolve_composite, run_composite
 from localedit.edit import METHODS, EditParams
@@ -31,6 +35,7 @@ from localedit.share import (
     as_seed,
     default_composite,
     default_controls,
+    is_upload,
     parse_composite,
     parse_link,
     parse_seed,
@@ -59,7 +64,11 @@ FALLBACK_EXAMPLE = (0, 1)  # the seed pair of a part whose catalog stores no exa
 SINGLE_VIEWS = 8  # edit_view: 6 views, 2 thumbnails
 COMPOSITE_VIEWS = 6 + MAX_ROWS  # composite_view: 5 views, the target's thumbnail, a thumbnail per row
 
-MODELS = Models.from_env(assets=Path(__file__).with_name("assets"))
+ASSETS = Path(os.environ.get("LOCALEDIT_ASSETS") or Path(__file__).with_name("assets"))
+MODELS = Models.from_env(assets=ASSETS)
+UPLOADS = Uploads()
+# The judge of the assets folder, when it has one, adds its features to the projection's loss.
+PROJECTOR = Projector(MODELS, UPLOADS, ASSETS / "judge")
 png = PngFiles()
 
 
@@ -87,42 +96,45 @@ def stats_line(editor: Editor, result: EditResult) -> str:
 # --- the single edit ----------------------------------------------------------------------------------------
 
 def _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation
-             ) -> tuple[Editor, EditParams]:
+             ) -> tuple[Editor, EditParams, Controls]:
+    """The editor, the edit's params, and the controls of its link (which name an upload where the params have
+    its latent)."""
     with user_errors():
         editor = MODELS.editor(model)
         if not isinstance(part, str):
             raise ValueError(f"part must be a name, one of {list(editor.parts)}, got {short(part)}")
         if not isinstance(method, str):
             raise ValueError(f"method must be one of {list(METHODS)}, got {short(method)}")
-        return editor, editor.resolve(parse_seed("target", target), parse_seed("reference", reference), part,
-                                      epsilon=epsilon, threshold=threshold, method=method, lam=lam,
-                                      truncation=truncation)
+        p = editor.resolve(source("target", target, model, UPLOADS), source("reference", reference, model, UPLOADS),
+                           part, epsilon=epsilon, threshold=threshold, method=method, lam=lam, truncation=truncation)
+    names = [value.strip().lower() if is_upload(value) else seed for value, seed in
+             ((target, p.target), (reference, p.reference))]
+    return editor, p, Controls(model, *names, p.part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
 
 
-def _link(model: str, p: EditParams) -> Controls:
-    return Controls(model, p.target, p.reference, p.part, p.epsilon, p.method, p.threshold, p.lam, p.truncation)
-
-
-def _views(model: str, editor: Editor, r: EditResult) -> tuple:
-    """The six outputs of `edit`, then the target's and the reference's PNGs again for the thumbnails."""
+def _views(editor: Editor, r: EditResult, link: Controls) -> tuple:
+    """The six outputs of `edit`, then the target's and the reference's PNGs again for the seeds' thumbnails (an
+    upload's thumbnail stays: it is hidden, and its projection is shown beside the upload)."""
     edited, target, reference = png(r.edited), png(r.target), png(r.reference)
     diff = diff_png(r.diff, [(r.roi, editor.catalog.parts[r.params.part].color)])
-    return edited, (target, edited), reference, diff, stats_line(editor, r), _link(model, r.params).query(), \
-        target, reference
+    thumbs = [gr.skip() if is_upload(name) else image for name, image in ((link.target, target),
+                                                                           (link.reference, reference))]
+    return edited, (target, edited), reference, diff, stats_line(editor, r), link.query(), *thumbs
 
 
 @gpu
-def edit(model: str, target: int, reference: int, part: str, epsilon: float | None = None,
+def edit(model: str, target: int | str, reference: int | str, part: str, epsilon: float | None = None,
          method: str = "sequential", threshold: float | None = None, lam: float | None = None,
          truncation: float | None = None):
-    """Move `part`'s look from the reference seed's image to the target seed's image.
+    """Move `part`'s look from the reference's image to the target's image; each is a seed, or an upload's name
+    `upload:<hex>` (from `project`) while the server keeps it.
 
     Returns the edited image, (target, edited) for the slider, the reference, the CIELAB difference map with
     the part's outline, a line of statistics, and the query string of a link to this edit. ε, threshold, λ and
     truncation default to the part's and the model's own values when None.
     """
-    editor, params = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
-    return _views(model, editor, editor.run(params))[:6]
+    editor, params, link = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+    return _views(editor, editor.run(params), link)[:6]
 
 
 @gpu
@@ -134,27 +146,29 @@ def edit_view(model, target, reference, part, epsilon, method, threshold, lam, t
     if target is None or reference is None or part is None:
         return (gr.skip(),) * SINGLE_VIEWS
     try:
-        editor, params = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
+        editor, params, link = _resolve(model, target, reference, part, epsilon, method, threshold, lam, truncation)
     except gr.Error as e:
         gr.Warning(e.message)
         return (gr.skip(),) * SINGLE_VIEWS
-    log.info("edit %s", _link(model, params).query())
-    return _views(model, editor, editor.run(params))
+    log.info("edit %s", link.query())
+    return _views(editor, editor.run(params), link)
 
 
 def _asked_edit(*controls) -> str | None:
     """The query of the edit the controls ask for; None while they ask for none (`edit_view` says why)."""
     try:
-        return _link(controls[0], _resolve(*controls)[1]).query()
+        return _resolve(*controls)[2].query()
     except gr.Error:
         return None
 
 
-def edit_page(mode: str, shown: str, *controls):
+def edit_page(mode: str, shown: str, *values):
     """The single edit's one listener: `edit_view`, then the query of the edit on show (a gr.State, `shown`).
-    Nothing is made while the composite tab is on show, nor when the controls ask for the edit on show; the
-    tab's select asks again."""
-    if mode != "single" or _asked_edit(*controls) == shown:
+    `values` are the nine controls, then each source's kind and upload name (`app_uploads.page_controls`).
+    Nothing is made while the composite tab is on show, nor when the controls ask for the edit on show (the
+    tab's select asks again), nor while an upload waits for its projection."""
+    controls = page_controls(values, UPLOADS)
+    if mode != "single" or controls is None or _asked_edit(*controls) == shown:
         return (gr.skip(),) * (SINGLE_VIEWS + 1)
     views = edit_view(*controls)
     return (*views, views[5])  # a skip while nothing was made
@@ -241,6 +255,42 @@ def composite_page(mode: str, shown: str, *controls):
     return (*views, views[4])
 
 
+# --- uploads ------------------------------------------------------------------------------------------------
+
+@gpu
+def project(model: str, image: str) -> tuple[str, float, str]:
+    """Project a picture file (PNG or JPEG, RGB) into the model: its centre square, at the model's size, becomes a
+    W+ latent. Returns the projection (PNG), its PSNR in dB against that square, and the upload's name
+    `upload:<hex>`, which `edit` takes as a target or reference while the server keeps it."""
+    with user_errors():
+        upload = PROJECTOR.project(model, image)
+    return png(upload.projection), upload.psnr, upload.name
+
+
+@gpu
+def project_page(model, image, progress=gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
+    """The page's upload: `project`, under a progress bar, with the line the page shows beside the projection;
+    a refused file gets a notice and clears the projection (the last good edit stays on show)."""
+    if image is None:  # cleared
+        return None, "", ""
+    try:
+        with user_errors():
+            upload = PROJECTOR.project(model, image, lambda step, total: progress((step, total), desc="Projecting"))
+    except gr.Error as e:
+        gr.Warning(e.message)
+        return None, f"**This picture cannot be used:** {e.message}", ""
+    log.info("project %s", upload.name)
+    return png(upload.projection), fidelity(upload), upload.name
+
+
+def restore_upload(name: object) -> tuple:
+    """What the page shows of a link's upload (None: a seed): the picture as fitted, its projection and its line."""
+    upload = UPLOADS.peek(name) if is_upload(name) else None
+    if upload is None:
+        return (gr.skip(),) * 3
+    return png(upload.picture), png(upload.projection), fidelity(upload)
+
+
 # --- the rest of the API ------------------------------------------------------------------------------------
 
 @gpu
@@ -273,10 +323,19 @@ def parts(model: str) -> list[dict]:
     return out
 
 
+def _upload_of(role: str, name: str, model: str) -> None:
+    UPLOADS.get(role, name, model)
+
+
 def read_link(query: dict) -> tuple[Controls, CompositeControls | None, list[str]]:
-    """A link's single-edit controls, its composite (None for a single edit's link), and every notice."""
-    controls, notices = parse_link(query, MODELS.names, MODELS.editor, DEFAULT_SEEDS)
-    composite, more = parse_composite(query, controls, MODELS.editor(controls.model), DEFAULT_SEEDS)
+    """A link's single-edit controls, its composite (None for a single edit's link), and every notice. A
+    composite's target is a seed: an upload target is the single edit's only."""
+    controls, notices = parse_link(query, MODELS.names, MODELS.editor, DEFAULT_SEEDS, _upload_of)
+    base = controls
+    if "composite" in query and is_upload(controls.target):
+        base = replace(controls, target=DEFAULT_SEEDS[0])
+        notices.append(f"a composite's target is a seed (uploads are for the single edit); using {base.target}")
+    composite, more = parse_composite(query, base, MODELS.editor(controls.model), DEFAULT_SEEDS)
     return controls, composite, notices + more
 
 

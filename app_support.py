@@ -158,6 +158,8 @@ CSS = """
 .legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 3px; margin-right: 4px;
             vertical-align: -0.1em; border: 1px solid rgba(0, 0, 0, 0.25); }
 #composite-stats th, #composite-stats td { white-space: nowrap; }
+.upload img { width: 100%; height: 100%; object-fit: contain; }  /* a small picture fills its box too */
+.fidelity { font-size: 0.85em; align-self: center; }
 /* On a phone the columns stack: the result comes first, the controls under it. Each pane is then as tall as it is
    wide, like its square image, so no blank strip is left under the picture (or under the slider's divider). */
 @media (max-width: 768px) {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,18 +113,28 @@ def read_image(data: bytes | str | Path) -> np.ndarray:
             if im.mode in ("1", "L", "I", "I;16", "F"):
                 raise ValueError(f"the picture has no colour channels (mode {im.mode}); the model needs an RGB "
                                  "picture")
-            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-                raise ValueError("the picture has an alpha channel (transparency); save it without one, e.g. as "
-                                 "a JPEG or an RGB PNG")
             im.load()
-            rgb = im.convert("RGB")
+            if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+                # An alpha channel that is opaque everywhere (a browser's webcam capture, say) hides nothing.
+                rgba = im.convert("RGBA")
+                if rgba.getextrema()[3][0] < 255:
+                    raise ValueError("the picture has transparent pixels (an alpha channel); save it without "
+                                     "transparency, e.g. as a JPEG or an RGB PNG")
+                rgb = rgba.convert("RGB")
+            else:
+                rgb = im.convert("RGB")
     except ValueError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ValueError(f"not a picture this app can read: {e}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise ValueError("not a picture this app can read: use a PNG, JPEG or WebP file") from None
     except (OSError, SyntaxError) as e:  # a truncated or damaged file fails while decoding
-        raise ValueError(f"the picture file is damaged or truncated: {e}") from None
+        raise ValueError(f"the picture file is damaged or truncated ({_plain(e)})") from None
     return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def _plain(error: Exception) -> str:
+    """PIL's message without the object reprs some of them carry ("<_io.BytesIO object at 0x…>")."""
+    return re.sub(r" ?<[^<>]* object at 0x[0-9a-f]+>", "", str(error)).strip() or type(error).__name__
 
 
 def fit_image(image: np.ndarray, size: int) -> tuple[np.ndarray, Crop]:

@@ -7,6 +7,11 @@ bit), and `parse_link` turns a bad value into its default plus a notice, never a
 (`CompositeControls`, `?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=`) is read the same way by
 `parse_link` (its model, target and ψ) and then `parse_composite` (its rows, each checked by the library's
 `localedit.composite.resolve_row`, the one check of a composite row).
+
+A single edit's target or reference may also be a picture the server projected (the app's uploads): a link names
+it `upload:<hex>`, the digest of the picture's bytes with the model and the projection settings, and holds only
+that name, so the link works while the server keeps the projection; `parse_link` asks `upload_of` for it and,
+when it is gone, falls back to a seed with a notice that says so.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
 from localedit.hub import EDITABLE_FILES, load_model, parse_repo_id
 
 LINK_KEYS = ("model", "target", "reference", "part", "epsilon", "method", "threshold", "lam", "truncation")
+UPLOAD_PREFIX = "upload:"
+UPLOAD_NAME = re.compile(r"upload:[0-9a-f]{32}")  # the prefix, then 128 bits of a SHA-256, in lower-case hex
 _MAX_TEXT = 300  # longest link value or error message passed on; longer ones are cut
 
 
@@ -36,6 +43,7 @@ class Models:
     def __init__(self, sources: Mapping[str, str]):
         self.sources = dict(sources)
         self._editors: dict[str, Editor] = {}
+        self._folders: dict[str, Path] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -73,19 +81,26 @@ class Models:
                     if model.catalog is None or not model.catalog.parts:
                         raise ValueError(f"model {name} has no labelled catalog; label its clusters with "
                                          "`python -m localedit catalog` and `python -m localedit label`")
+                    self._folders[name] = model.folder
                     editor = self._editors[name] = Editor(model.generator, model.catalog)
         return editor
+
+    def folder(self, name: object) -> Path:
+        """The local folder a model was read from (a Hub model's is a snapshot in the cache: never write there)."""
+        self.editor(name)
+        return self._folders[name]
 
 # --- links -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Controls:
-    """Everything a link or the controls set; `query()` writes it so that `parse_link` reads it back exactly."""
+    """Everything a link or the controls set; `query()` writes it so that `parse_link` reads it back exactly.
+    The target and the reference are each a seed, or an upload's name `upload:<hex>`."""
 
     model: str
-    target: int
-    reference: int
+    target: int | str
+    reference: int | str
     part: str
     epsilon: float
     method: str
@@ -94,7 +109,7 @@ class Controls:
     truncation: float
 
     def query(self) -> str:
-        return "?" + urlencode({key: _text(getattr(self, key)) for key in LINK_KEYS}, safe="/@")
+        return "?" + urlencode({key: _text(getattr(self, key)) for key in LINK_KEYS}, safe="/@:")
 
 
 CompositeRow = tuple[str, int, float]  # part, reference seed, ε
@@ -141,6 +156,33 @@ def parse_seed(name: str, value: object) -> int:
     elif isinstance(value, float) and value.is_integer():
         value = int(value)  # a JSON number from a browser's number field may arrive as 3.0
     return check_seed(name, value)
+
+
+def is_upload(value: object) -> bool:
+    """Whether a source is named as an upload (`upload:…`), well formed or not."""
+    return isinstance(value, str) and value.strip().startswith(UPLOAD_PREFIX)
+
+
+def parse_upload(name: str, value: str) -> str:
+    """An upload's name as links and the API write it, `upload:<32 hex digits>`; ValueError for anything else."""
+    text = value.strip().lower()
+    if not UPLOAD_NAME.fullmatch(text):
+        raise ValueError(f"{name} {short(value)} is not an upload's name; an upload is named upload: and 32 hex "
+                         "digits, as /project returns it")
+    return text
+
+
+def parse_source(name: str, value: object, model: str,
+                 upload_of: Callable[[str, str, str], object] | None = None) -> int | str:
+    """A link's target or reference: a seed (`parse_seed`), or the name of an upload that `upload_of(name,
+    upload, model)` still has (it raises ValueError saying why not). Returns the seed or the upload's name."""
+    if not is_upload(value):
+        return parse_seed(name, value)
+    upload = parse_upload(name, value)
+    if upload_of is None:
+        raise ValueError(f"{name} {upload}: this server takes no uploads")
+    upload_of(name, upload, model)
+    return upload
 
 
 def as_seed(value: object) -> object:
@@ -196,12 +238,14 @@ def default_composite(model: str, editor: Editor, seeds: tuple[int, int]) -> Com
 
 
 def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Callable[[str], Editor],
-               seeds: tuple[int, int] = (0, 1)) -> tuple[Controls, list[str]]:
+               seeds: tuple[int, int] = (0, 1), upload_of: Callable[[str, str, str], object] | None = None
+               ) -> tuple[Controls, list[str]]:
     """A link's query → the controls it asks for, and one notice per value that fell back to its default.
 
     Values are checked by the library (`Editor.resolve`), one at a time, so a bad value costs only itself.
     The model must be one of `models`; `editor_of` is only ever called with a member. Values a link leaves out
-    take their defaults quietly (a reference other than the target); unknown keys are ignored.
+    take their defaults quietly (a reference other than the target); unknown keys are ignored. A target or
+    reference `upload:<hex>` is kept when `upload_of` has it (`parse_source`), else its seed is the default.
     """
     given = {key: query[key] for key in LINK_KEYS if key in query}
     notices: list[str] = []
@@ -236,16 +280,19 @@ def parse_link(query: Mapping[str, object], models: Sequence[str], editor_of: Ca
     for key in ("target", "reference"):
         if key in given:
             try:
-                values[key] = parse_seed(key, given[key])
+                values[key] = parse_source(key, given[key], model, upload_of)
             except ValueError as e:
-                notices.append(f"{cut(str(e))}; using {values[key]}")
+                notices.append(f"{cut(str(e))}; using seed {values[key]}" if is_upload(given[key])
+                               else f"{cut(str(e))}; using {values[key]}")
     for key in ("epsilon", "threshold", "lam", "truncation"):
         if key in given:
             try:
                 number = parse_number(given[key])
-                resolved = editor.resolve(values["target"], values["reference"], values["part"],
-                                          method=values["method"], **{key: number})
-                values[key] = getattr(resolved, key)
+                if key == "truncation":
+                    values[key] = editor.resolve_truncation(number)
+                else:
+                    resolved = editor.resolve_query(values["part"], method=values["method"], **{key: number})
+                    values[key] = getattr(resolved, key)
             except ValueError as e:
                 notices.append(f"{cut(str(e))}; using {_text(values[key])}")
     if "reference" not in given and values["reference"] == values["target"]:

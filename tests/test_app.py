@@ -1,7 +1,8 @@
 """The Gradio demo in-process, on a tiny random model: the allowlist, every endpoint, links, errors and fuzz.
 
 The app is imported with LOCALEDIT_ASSETS pointing at a throwaway assets folder (one real model, and two folders
-that are not models) and LOCALEDIT_MODELS naming two Hub repos on the fake Hub (one present, one missing).
+that are not models) and LOCALEDIT_MODELS naming two Hub repos on the fake Hub (one present, one missing); its
+fixtures serve test_app_uploads.py too.
 """
 
 import importlib
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 HUB_REPO, MISSING_REPO = "acme/app-hub", "acme/app-missing"
-APP_MODULES = ("app", "app_endpoints", "app_controls", "app_composite", "app_support")
+APP_MODULES = ("app", "app_endpoints", "app_controls", "app_composite", "app_support", "app_uploads")
+UPLOADS = 3  # $LOCALEDIT_UPLOADS: the fourth picture evicts the first
 
 
 def _model_folder(folder: Path, generator, catalog) -> Path:
@@ -48,8 +50,9 @@ def app(tmp_path_factory, tiny_generator, tiny_catalog, fake_hub):
     hub_folder = _model_folder(tmp_path_factory.mktemp("hub") / "m", tiny_generator,
                                tiny_catalog.with_parts({"hair": [3]}))
     fake_hub.commit(HUB_REPO, {p.name: p.read_bytes() for p in hub_folder.iterdir()})
-    saved = {k: os.environ.get(k) for k in ("LOCALEDIT_ASSETS", "LOCALEDIT_MODELS")}
-    os.environ.update(LOCALEDIT_ASSETS=str(assets), LOCALEDIT_MODELS=f"{HUB_REPO}, {MISSING_REPO}")
+    saved = {k: os.environ.get(k) for k in ("LOCALEDIT_ASSETS", "LOCALEDIT_MODELS", "LOCALEDIT_UPLOADS")}
+    os.environ.update(LOCALEDIT_ASSETS=str(assets), LOCALEDIT_MODELS=f"{HUB_REPO}, {MISSING_REPO}",
+                      LOCALEDIT_UPLOADS=str(UPLOADS))
     argv, sys.argv = sys.argv, ["app.py", "--not-an-option"]  # nothing is parsed at import
     sys.path.insert(0, str(ROOT))
     for name in APP_MODULES:  # each reads the environment above at import
@@ -73,9 +76,16 @@ def endpoints(app):
 
 def _restore(app, query: dict) -> tuple[list, list]:
     """What a page load with this link's query sets: the single edit's updates, and the composite tab's."""
+    return _restore_all(app, query)[:2]
+
+
+def _restore_all(app, query: dict) -> tuple[list, list, list]:
+    """The single edit's updates, the composite tab's, and the target's and the reference's upload updates."""
     out = app.restore_modes(gr.Request(query_params=query))
-    n = sys.modules["app_controls"].SINGLE_RESTORE
-    return out[:n], out[n:]
+    controls = sys.modules["app_controls"]
+    n, m = controls.SINGLE_RESTORE, controls.SINGLE_RESTORE + controls.COMPOSITE_RESTORE
+    assert len(out) == m + 2 * controls.SOURCE_UPDATES
+    return out[:n], out[n:m], out[m:]
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +287,8 @@ def test_a_link_to_an_unloadable_hub_model_falls_back(app):
 
 # --- fuzz -----------------------------------------------------------------------------------------------------
 
-BAD_SEEDS = ["-1", str(2**64), "1.5", "abc", "", " ", "0x10", "1e3", "+1", "١٢x", "9" * 30, "None", "[1]"]
+BAD_SEEDS = ["-1", str(2**64), "1.5", "abc", "", " ", "0x10", "1e3", "+1", "١٢x", "9" * 30, "None", "[1]", "upload:",
+             "upload:xyz", "upload:" + "0" * 32, "upload:" + "a" * 33, "UPLOAD:" + "f" * 31 + "g"]
 BAD_NUMBERS = ["nan", "NaN", "-1", "1e9", "inf", "-inf", "abc", "", "1e400", "0x1p3", "1,5", "9" * 50, "--1"]
 BAD_PARTS = ["nose", "", "EYES", "../eyes", "eyes;drop", "eyes\x00", "mouth ", "é" * 500]
 BAD_MODELS = ["../../etc", "/etc/passwd", "tiny/..", "assets/tiny", "./tiny", "TINY", "acme/other", "",

@@ -6,7 +6,7 @@ library's, and a real browser (Debian chromium, headless, through playwright) th
 ε slider, changes the seeds, saves a screenshot, and sees the ε slider's end follow the threshold and an example
 (whose pick makes no composite for the hidden composite tab, as the server's log of views says); and that builds a
 three-row composite, whose link gives the same composite in a new page, and after a burst of changes shows the
-final controls' composite.
+final controls' composite; and that uploads a picture, edits its projection, and opens that edit's link.
 The figures are printed to the terminal, also without `-s`.
 """
 
@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from localedit import Editor, Generator, GeneratorConfig, build_catalog, load_model
+from localedit.faces import render_face
 from localedit.hub import (
     CATALOG_META_FILE,
     CATALOG_TENSORS_FILE,
@@ -39,10 +40,12 @@ from localedit.hub import (
     save_catalog,
     save_generator,
 )
+from localedit.projection import EVAL_FACES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "out" / "app-screenshot.png"
 COMPOSITE_SCREENSHOT = ROOT / "out" / "app-composite-screenshot.png"
+UPLOAD_SCREENSHOTS = ROOT / "out" / "app-upload-desktop.png", ROOT / "out" / "app-upload-phone.png"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -466,14 +469,20 @@ def _field(page, selector: str) -> str:
 def _composite_settled(page, words: list[str], absent: tuple[str, ...] = (), timeout: float = 30) -> str:
     """Wait until the composite's link box has all these query words and none of `absent`, and the page URL
     follows it; the link."""
+    return _settled(page, "#composite-link", words, absent, timeout)
+
+
+def _settled(page, box: str, words: list[str], absent: tuple[str, ...] = (), timeout: float = 30) -> str:
+    """Wait until the link box `box` has all these query words and none of `absent`, and the page URL follows it;
+    the link."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        link = _field(page, "#composite-link")
+        link = _field(page, box)
         if all(w in link for w in words) and not any(w in link for w in absent) and page.url == link:
             return link
         page.wait_for_timeout(100)
-    raise AssertionError(f"the composite never showed {words} without {absent}: link "
-                         f"{_field(page, '#composite-link')!r}, url {page.url!r}")
+    raise AssertionError(f"the page never showed {words} without {absent}: link {_field(page, box)!r}, url "
+                         f"{page.url!r}")
 
 
 def _shown_rows(page) -> list[tuple[str, str, str]]:
@@ -612,3 +621,105 @@ def test_browser_composite_of_three_rows_and_its_link(server, served, capsys):
             browser.close()
     report(capsys, f"browser: a three-row composite built by hand; its link gave the same bytes in a new page: "
                    f"{link.partition('?')[2]}; screenshot: {COMPOSITE_SCREENSHOT}")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_upload_a_picture_edit_it_and_open_its_link(server, served, tmp_path, capsys):
+    """Upload a held-out procedural face as the target, wait for its projection, edit its hair, and open the
+    page's link in a new page: the same edited PNG bytes, as /project and /edit give them too; there, a webcam
+    capture (chromium's fake camera) becomes the reference. A link to an upload the server does not have says so
+    and shows a seed; a file that is no picture gets a notice. Screenshots at 1280 and 390 px with the upload in
+    place."""
+    from gradio_client import Client, handle_file
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path / "face.png"
+    Image.fromarray(render_face(EVAL_FACES.start + 11, 64)[0]).save(path)
+    (tmp_path / "not-a-picture.png").write_bytes(b"hello, not a picture")
+    part = "hair" if "hair" in served.parts else served.parts[-1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        try:
+            errors = []
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url)
+            _settled(page, "#link", [f"model={served.model}&"])
+            page.locator("#target-kind").get_by_text("Your picture").click()
+            page.locator("#target-upload input[type=file]").set_input_files(str(path))
+            link = _settled(page, "#link", ["target=upload:"], timeout=120)  # projected (a progress bar), edited
+            name = re.search(r"target=(upload:[0-9a-f]{32})&", link)[1]
+            line = page.locator("#target-fidelity").inner_text()
+            assert re.search(r"PSNR \d+\.\d dB", line) and "only what it can represent" in line
+            assert page.locator("#target-projection img").get_attribute("src")
+            page.locator("#part input").click()
+            page.get_by_role("option", name=part, exact=True).click()
+            link = _settled(page, "#link", [f"target={name}&", f"part={part}&"])
+            edited = _image_bytes(page, "#edited")
+            page.locator("#edited img").evaluate("img => img.decode()")
+            page.screenshot(path=str(UPLOAD_SCREENSHOTS[0]), full_page=True)
+
+            # The API: the same file is the same upload, and /edit with its name gives the same bytes.
+            client = Client(server.url, verbose=False)
+            assert client.predict(served.model, handle_file(str(path)), api_name="/project")[2] == name
+            query = dict(pair.split("=", 1) for pair in link.partition("?")[2].split("&"))
+            through_api = client.predict(served.model, name, int(query["reference"]), part, float(query["epsilon"]),
+                                         "sequential", float(query["threshold"]), 1.0, float(query["truncation"]),
+                                         api_name="/edit")
+            assert Path(through_api[0]).read_bytes() == edited and through_api[5] == "?" + link.partition("?")[2]
+
+            again = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            again.on("pageerror", lambda e: errors.append(str(e)))
+            again.goto(link)  # a new page: the upload is the target, and the edit is the same, byte for byte
+            assert _settled(again, "#link", [f"target={name}&", f"part={part}&"]) == link
+            deadline = time.monotonic() + 30
+            while _image_bytes(again, "#edited") != edited and time.monotonic() < deadline:
+                again.wait_for_timeout(200)
+            assert _image_bytes(again, "#edited") == edited
+            assert again.locator("#target-projection img").is_visible() and again.locator("#target-upload img").count()
+            assert not again.locator("#target").is_visible() and not again.locator("#notice").is_visible()
+            again.wait_for_timeout(1000)  # room for a late view of the page's load, were one on its way
+            assert _image_bytes(again, "#edited") == edited and _field(again, "#link") == link
+            again.locator("#reference-kind").get_by_text("Your picture").click()  # the webcam, as the reference
+            again.locator("#reference-upload button[aria-label='Capture from camera']").click()
+            again.get_by_text("Click to Access Webcam").click()
+            again.wait_for_function("() => { const v = document.querySelector('#reference-upload video');"
+                                    " return v && v.readyState >= 2 && v.videoWidth > 0; }", timeout=30_000)
+            again.locator("#reference-upload button[aria-label='capture photo']").click()
+            _settled(again, "#link", [f"target={name}&", "reference=upload:"], timeout=120)
+            assert again.locator("#reference-projection img").is_visible()
+
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            small = phone.new_page()
+            small.on("pageerror", lambda e: errors.append(str(e)))
+            small.goto(link)
+            _settled(small, "#link", [f"target={name}&"])
+            small.locator("#target-projection img").wait_for(timeout=30_000)
+            assert small.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+            for pane in ("#target-upload", "#target-projection", "#target-fidelity"):
+                box = small.locator(pane).bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= 390, pane
+            small.locator("#target-upload").scroll_into_view_if_needed()
+            small.screenshot(path=str(UPLOAD_SCREENSHOTS[1]), full_page=True)
+
+            # A link to an upload the server does not have: a notice that says so, and a seed target.
+            page.goto(server.url + f"?model={served.model}&target=upload:{'0' * 32}&part={part}")
+            page.locator("#notice").wait_for(state="visible", timeout=30_000)
+            notice = page.locator("#notice").inner_text()
+            assert "is no longer on the server" in notice and "upload it again" in notice
+            link = _settled(page, "#link", [f"part={part}&"], absent=("upload:",))
+            assert re.search(r"target=\d+&", link) and page.locator("#target").is_visible()
+            # A file that is no picture: a notice, and the last good edit stays.
+            page.locator("#target-kind").get_by_text("Your picture").click()
+            page.locator("#target-upload input[type=file]").set_input_files(str(tmp_path / "not-a-picture.png"))
+            page.get_by_text("not a picture this app can read").first.wait_for(timeout=60_000)
+            assert page.get_by_text("Error", exact=True).count() == 0 and _field(page, "#link") == link
+            assert not errors, errors
+        finally:
+            browser.close()
+    for screenshot, width in zip(UPLOAD_SCREENSHOTS, (1280, 390), strict=True):
+        assert Image.open(screenshot).size[0] == width
+    report(capsys, f"browser: an uploaded face's hair edit came back byte for byte from its link ({name}); "
+                   f"screenshots: {', '.join(map(str, UPLOAD_SCREENSHOTS))}")

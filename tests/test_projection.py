@@ -31,13 +31,16 @@ def test_read_image_gives_rgb_and_refuses_what_is_not_one(tmp_path):
         (b"hello, not a picture", "not a picture"),
         (_png(rgb)[:200], "damaged or truncated"),
         (_png(rgb[..., 0]), "no colour channels"),
-        (_png(np.dstack([rgb, np.full((20, 30), 128, np.uint8)])), "alpha channel"),
+        (_png(np.dstack([rgb, np.full((20, 30), 128, np.uint8)])), "transparent pixels"),
         (42, "a file's bytes or its path"),
         (str(tmp_path / "missing.png"), "no such picture file"),
     ]
     for data, message in cases:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=message) as e:
             read_image(data)
+        assert " object at 0x" not in str(e.value)
+    # An alpha channel that is opaque everywhere (a webcam capture) hides nothing: the RGB is read.
+    assert np.array_equal(read_image(_png(np.dstack([rgb, np.full((20, 30), 255, np.uint8)]))), rgb)
 
 
 def test_a_huge_picture_is_refused_before_it_is_decoded(monkeypatch):
