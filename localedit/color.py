@@ -80,8 +80,8 @@ def in_out_mse(err_map: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     err = err_map.flatten(1)
     n_in = inside.sum(dim=1)
     n_out = err.shape[1] - n_in
-    sum_in = (err * inside).sum(dim=1)
-    sum_out = (err * (1 - inside)).sum(dim=1)
-    in_mse = torch.where(n_in > 0, sum_in / n_in.clamp_min(1), torch.zeros_like(sum_in))
-    out_mse = torch.where(n_out > 0, sum_out / n_out.clamp_min(1), torch.zeros_like(sum_out))
+    sum_in = (err * inside).sum(dim=1)  # 0 exactly when the mask is empty, so in_mse is 0 then
+    sum_out = err.sum(dim=1) - sum_in
+    in_mse = sum_in / n_in.clamp_min(1)
+    out_mse = torch.where(n_out > 0, sum_out / n_out.clamp_min(1), 0.0)
     return in_mse, out_mse
