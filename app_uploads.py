@@ -31,7 +31,7 @@ import numpy as np
 from localedit.edit import Latent
 from localedit.encoder import Encoder, load_encoder
 from localedit.judge import Judge, load_judge
-from localedit.projection import DEFAULT, MAX_BYTES, ProjectSettings, project, read_image
+from localedit.projection import DEFAULT, ProjectSettings, project, read_image, read_picture_file
 from localedit.share import UPLOAD_PREFIX, Models, is_upload, parse_seed, parse_upload
 
 CAPACITY = int(os.environ.get("LOCALEDIT_UPLOADS", "64"))
@@ -156,13 +156,9 @@ def read_file(path: object) -> bytes:
         path = path.get("path")
     if not isinstance(path, (str, Path)) or not str(path):
         raise ValueError("no picture was given: upload a picture file (PNG or JPEG, RGB)")
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise ValueError("the uploaded file is gone; upload it again")
-    if file.stat().st_size > MAX_BYTES:
-        raise ValueError(f"the picture is {file.stat().st_size / 2**20:.0f} MB; pictures up to {MAX_BYTES // 2**20} "
-                         "MB are read")
-    return file.read_bytes()
+    return read_picture_file(path)
 
 
 def source(role: str, value: object, model: str, uploads: Uploads) -> int | Latent:

@@ -169,11 +169,10 @@ class Editor:
         self._lock = threading.Lock()
         # A query depends only on the knobs, not on the seeds: moving between seeds reuses it.
         self._query = functools.lru_cache(maxsize=256)(self.compute_query)
-        self._composite_queries = functools.lru_cache(maxsize=64)(self._claimed)
         self.dims = generator.style_dims  # the layout of packed styles and queries
         self._packed_query = functools.lru_cache(maxsize=256)(lambda knobs: pack_styles(self._query(knobs), self.dims))
         self._packed_composite = functools.lru_cache(maxsize=64)(
-            lambda queries: [pack_styles(q, self.dims) for q in self._composite_queries(queries)])
+            lambda queries: [pack_styles(q, self.dims) for q in self._claimed(queries)])
         self._starts = np.cumsum([0, *self.dims.values()])[:-1]
 
     @property
@@ -269,14 +268,9 @@ class Editor:
         return self._packed_query(knobs)
 
     def packed_composite_queries(self, queries: tuple[Query, ...]) -> list[Tensor]:
-        """`composite_queries` packed, cached and shared: don't modify them."""
+        """The rows' queries of a composite with every channel claimed by one row (`query.claim`), packed like
+        `packed_query`; cached by the knobs and shared: don't modify them."""
         return self._packed_composite(tuple(queries))
-
-    def composite_queries(self, queries: tuple[Query, ...]) -> list[dict[str, Tensor]]:
-        """The rows' queries of a composite with every channel claimed by one row (`query.claim`). Cached by the
-        knobs like `query`; the caller gets its own copies."""
-        cached = self._composite_queries(tuple(queries))
-        return [{layer: q.clone() for layer, q in row.items()} for row in cached]
 
     def _claimed(self, queries: tuple[Query, ...]) -> list[dict[str, Tensor]]:
         return claim([self._query(knobs) for knobs in queries], [self.part_rows(knobs.part) for knobs in queries])

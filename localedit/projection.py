@@ -91,20 +91,27 @@ class Projection:
     psnr: float  # of `image` against `target`, dB
 
 
+def read_picture_file(path: str | Path) -> bytes:
+    """A picture file's bytes, refused (ValueError) when it is missing or too large to read, before reading it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such picture file: {path.name}")
+    _check_size(path.stat().st_size)
+    return path.read_bytes()
+
+
+def _check_size(n_bytes: int) -> None:
+    if n_bytes > MAX_BYTES:
+        raise ValueError(f"the picture is {n_bytes / 2**20:.0f} MB; pictures up to {MAX_BYTES // 2**20} MB are read")
+
+
 def read_image(data: bytes | str | Path) -> np.ndarray:
     """A picture file (its bytes or its path) → uint8 [H, W, 3] RGB. Raises ValueError saying what is wrong."""
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise ValueError(f"no such picture file: {path}")
-        if path.stat().st_size > MAX_BYTES:
-            raise ValueError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; pictures up to "
-                             f"{MAX_BYTES // 2**20} MB are read")
-        data = path.read_bytes()
+        data = read_picture_file(data)
     if not isinstance(data, (bytes, bytearray)):
         raise ValueError(f"a picture is a file's bytes or its path, got {type(data).__name__}")
-    if len(data) > MAX_BYTES:
-        raise ValueError(f"the picture is {len(data) / 2**20:.0f} MB; pictures up to {MAX_BYTES // 2**20} MB are read")
+    _check_size(len(data))
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > MAX_PIXELS:

@@ -194,7 +194,7 @@ def test_bad_pictures_are_refused_clearly_and_nothing_is_stored(app, client, upl
     monkeypatch.setattr(projection, "MAX_PIXELS", 100)  # a huge picture, refused before it is decoded
     with pytest.raises(gr.Error, match="over 0 megapixels; scale it down first"):
         app.project("tiny", str(good))
-    monkeypatch.setattr(sys.modules["app_uploads"], "MAX_BYTES", 100)  # a file too large to read at all
+    monkeypatch.setattr(projection, "MAX_BYTES", 100)  # a file too large to read at all
     with pytest.raises(gr.Error, match="pictures up to 0 MB are read"):
         app.project("tiny", str(good))
     monkeypatch.undo()
