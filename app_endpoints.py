@@ -323,14 +323,10 @@ def parts(model: str) -> list[dict]:
     return out
 
 
-def _upload_of(role: str, name: str, model: str) -> None:
-    UPLOADS.get(role, name, model)
-
-
 def read_link(query: dict) -> tuple[Controls, CompositeControls | None, list[str]]:
     """A link's single-edit controls, its composite (None for a single edit's link), and every notice. A
     composite's target is a seed: an upload target is the single edit's only."""
-    controls, notices = parse_link(query, MODELS.names, MODELS.editor, DEFAULT_SEEDS, _upload_of)
+    controls, notices = parse_link(query, MODELS.names, MODELS.editor, DEFAULT_SEEDS, UPLOADS.get)
     base = controls
     if "composite" in query and is_upload(controls.target):
         base = replace(controls, target=DEFAULT_SEEDS[0])

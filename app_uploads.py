@@ -138,8 +138,7 @@ class Projector:
         ValueError saying what is wrong with the file, and then nothing is stored."""
         data = read_file(path)
         name = upload_name(data, model, self.settings)
-        known = self.uploads.peek(name)
-        if known is not None:
+        if name in self.uploads:  # the same bytes, model and settings: projected already
             return self.uploads.get("picture", name, model)
         picture = read_image(data)
         encoder, judge = self.tools(model)

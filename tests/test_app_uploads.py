@@ -256,7 +256,7 @@ def test_links_name_uploads_and_read_back(app, endpoints, uploads, tmp_path):
     for value, words in (("upload:xyz", "target 'upload:xyz' is not an upload's name"),
                          ("upload:" + "0" * 32, "is no longer on the server"), ("upload:", "not an upload's name")):
         parsed, notices = share.parse_link({"target": value}, app.MODELS.names, app.MODELS.editor, (4, 2),
-                                           endpoints._upload_of)
+                                           endpoints.UPLOADS.get)
         assert parsed.target == 4 and len(notices) == 1 and words in notices[0] and "using seed 4" in notices[0]
     _, notices = share.parse_link({"target": name}, ["tiny"], app.MODELS.editor)  # a server without uploads
     assert notices == [f"target {name}: this server takes no uploads; using seed 0"]
