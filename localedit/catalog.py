@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from localedit.kmeans import spherical_kmeans
-from localedit.parts import MAX_THRESHOLD, Part, check_threshold
+from localedit.parts import MAX_THRESHOLD, Part, check_threshold, input_resolution
 from localedit.query import saturating_epsilon
 from localedit.stylegan2 import Generator
 
@@ -326,7 +326,7 @@ def _synchronize(device: torch.device) -> None:
 
 def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200, truncation: float = 0.7,
                   seed: int = 0, batch: int = 16, fit_rows: int | None = None, resize: str = "nearest",
-                  progress: bool = True) -> Catalog:
+                  progress: bool = True, callback: Callable[[str, int, int], None] | None = None) -> Catalog:
     """Sample seeds seed … seed+n_samples−1, cluster `layer`'s input activations, and compute M everywhere.
 
     Pass 1 keeps only the clustering layer's normalised activations ([n_samples·h·w, C] floats) and the
@@ -337,11 +337,20 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
     fewer eye and mouth pixels (its card has the figures), so all rows are the default; `resize` is Eq. 1's
     (see `contribution_sum`). `timings` records seconds: "generation" (pass 1's generator calls,
     i.e. generating the samples once), "clustering" (k-means), "contribution" (pass 2) and "total".
+
+    `callback(stage, done, total)` reports progress: ("samples", samples generated, n_samples) per batch of
+    pass 1, ("k-means", iteration, max iterations) per Lloyd iteration, ("M", samples done, n_samples) per
+    batch of pass 2. An exception it raises stops the build and nothing is returned (a cancelled build).
     """
     if layer not in generator.style_layers:
         raise ValueError(f"unknown layer {layer!r}; style layers: {list(generator.style_layers)}")
     if n_samples < 1 or batch < 1:
-        raise ValueError(f"need n_samples ≥ 1 and batch ≥ 1, got {n_samples} and {batch}")
+        raise ValueError(f"need at least 1 sample and a batch of at least 1, got {n_samples} and {batch}")
+    side = input_resolution(layer)
+    if not 1 <= k <= side * side:
+        raise ValueError(f"K must be between 1 and the {side}×{side} = {side * side} pixels of the activations "
+                         f"entering {layer} (a cluster is a region of each image), got {k}")
+    report = callback or (lambda stage, done, total: None)
     device = generator.latent_avg.device
     seeds = [list(range(start, min(start + batch, seed + n_samples)))
              for start in range(seed, seed + n_samples, batch)]
@@ -362,9 +371,11 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
             flat = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])  # rows in (n, h, w) order
             rows[filled:filled + len(flat)] = flat
             filled += len(flat)
+            report("samples", filled // (a.shape[2] * a.shape[3]), n_samples)
 
         tick = time.perf_counter()
-        centroids, labels = spherical_kmeans(rows, k, seed=seed, fit_rows=fit_rows, progress=progress)
+        centroids, labels = spherical_kmeans(rows, k, seed=seed, fit_rows=fit_rows, progress=progress,
+                                             callback=lambda done, total: report("k-means", done, total))
         _synchronize(device)
         timings["clustering"] = time.perf_counter() - tick
         labels = labels.view(n_samples, *a.shape[2:])
@@ -373,12 +384,15 @@ def build_catalog(generator: Generator, layer: str, k: int, n_samples: int = 200
         tick = time.perf_counter()
         sums: dict[str, Tensor] = {}
         positions: dict[str, int] = {}
+        done = 0
         for styles, batch_labels in tqdm(list(zip(cached_styles, labels.split(batch), strict=True)),
                                          desc="contributions", disable=not progress, leave=False):
             for name, acts in generator.layer_inputs(styles, generator.style_layers).items():
                 part_sum = contribution_sum(normalize_activations(acts), batch_labels, k, resize).double()
                 sums[name] = sums[name] + part_sum if name in sums else part_sum
                 positions[name] = positions.get(name, 0) + acts.shape[0] * acts.shape[2] * acts.shape[3]
+            done += len(batch_labels)
+            report("M", done, n_samples)
         M = {name: (sums[name] / positions[name]).float() for name in generator.style_layers}
         _synchronize(device)
         timings["contribution"] = time.perf_counter() - tick

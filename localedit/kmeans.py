@@ -7,6 +7,8 @@ to in cosine, so the data is never normalised as a whole; 1/‖x‖ enters only 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -85,6 +87,7 @@ def spherical_kmeans(
     init: Tensor | None = None,
     fit_rows: int | None = None,
     progress: bool = False,
+    callback: Callable[[int, int], None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Cosine k-means on the rows of x [N, C] → (unit centroids [K, C], labels [N]); Appendix A.
 
@@ -96,6 +99,8 @@ def spherical_kmeans(
     `fit_rows` fits the centroids on that many rows drawn at random (seeded) and then labels every row, for
     catalogs with millions of rows: Lloyd's iterations then cost in proportion to the subset, while labelling
     all rows is one pass (`bench --fit-rows` prints the times).
+    `callback(iteration, max_iter)` is called after each Lloyd iteration (1-based); an exception it raises
+    stops the clustering (a build cancelled from the app).
     """
     if x.ndim != 2 or not x.is_floating_point():
         raise ValueError(f"x must be a float tensor [N, C], got {x.dtype} {list(x.shape)}")
@@ -110,7 +115,7 @@ def spherical_kmeans(
             raise ValueError(f"fit_rows must be at least k={k}, got {fit_rows}")
         pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:fit_rows].to(x.device)
         centroids, _ = spherical_kmeans(x[pick], k, seed=seed, max_iter=max_iter, tol=tol, batch_rows=batch_rows,
-                                        init=init, progress=progress)
+                                        init=init, progress=progress, callback=callback)
         return centroids, _assign(x, inv_norm, centroids, batch_rows)[0]
     if init is None:
         centroids = _kmeans_plus_plus(x, inv_norm, k, torch.Generator().manual_seed(seed))
@@ -126,6 +131,8 @@ def spherical_kmeans(
             changed = x.shape[0] if previous is None else int((labels != previous).sum())
             bar.update()
             bar.set_postfix(changed=changed)
+            if callback is not None:
+                callback(iteration + 1, max_iter)
             if changed <= tol * x.shape[0] or iteration == max_iter - 1:
                 break
             updated = _update(x, inv_norm, cosine, sums, counts)

@@ -61,6 +61,14 @@ def layer_resolution(layer: str) -> int:
     raise ValueError(f"not a style layer name: {layer!r}")
 
 
+def input_resolution(layer: str) -> int:
+    """The resolution of the activations entering a style layer (what a catalog clusters): its output's, except
+    for the upsampling convs.{2j}, whose input is half as wide."""
+    name, _, index = layer.partition(".")
+    upsamples = name == "convs" and index.isdigit() and int(index) % 2 == 0
+    return layer_resolution(layer) // (2 if upsamples else 1)
+
+
 def layer_group(layer: str) -> str:
     """StyleGAN's split of the style layers: coarse (4–8 px: pose, face shape), middle (16–32 px: features),
     fine (64 px and up: colour and micro-structure)."""

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from localedit.composite import MAX_ROWS, RowError, check_row_count, resolve_row
 from localedit.edit import MAX_SEED, METHODS, Editor, check_seed
-from localedit.hub import EDITABLE_FILES, load_model, parse_repo_id
+from localedit.hub import CONFIG_FILE, EDITABLE_FILES, WEIGHTS_FILE, load_model, parse_repo_id
 
 LINK_KEYS = ("model", "target", "reference", "part", "epsilon", "method", "threshold", "lam", "truncation")
 UPLOAD_PREFIX = "upload:"
@@ -50,11 +50,7 @@ class Models:
     def from_env(cls, environ: Mapping[str, str] = os.environ, assets: Path = Path("assets")) -> Models:
         """The model folders under `assets` (or $LOCALEDIT_ASSETS), then the repos in $LOCALEDIT_MODELS."""
         assets = Path(environ.get("LOCALEDIT_ASSETS") or assets)
-        sources = {}
-        if assets.is_dir():  # a folder counts only with a generator and a catalog (assets/judge is no model)
-            for folder in sorted(assets.iterdir()):
-                if folder.is_dir() and all((folder / name).is_file() for name in EDITABLE_FILES):
-                    sources[folder.name] = str(folder)
+        sources = {folder.name: str(folder) for folder in model_folders(assets, catalog=True)}
         for repo in filter(None, (r.strip() for r in environ.get("LOCALEDIT_MODELS", "").split(","))):
             if parse_repo_id(repo) is None:
                 raise ValueError(f"LOCALEDIT_MODELS: {repo!r} is not a Hub repo id owner/name[@revision]")
@@ -89,6 +85,20 @@ class Models:
         """The local folder a model was read from (a Hub model's is a snapshot in the cache: never write there)."""
         self.editor(name)
         return self._folders[name]
+
+
+def model_folders(assets: Path, catalog: bool) -> list[Path]:
+    """The model folders directly under `assets`, by name: those with a generator and a catalog (what the app
+    serves), or with `catalog` False those with a generator and no catalog (what its builder offers besides).
+    A folder with neither, such as assets/judge, is no model."""
+    if not assets.is_dir():
+        return []
+    def has(folder: Path, files: Sequence[str]) -> bool:
+        return all((folder / name).is_file() for name in files)
+
+    return [folder for folder in sorted(assets.iterdir())
+            if folder.is_dir() and has(folder, (CONFIG_FILE, WEIGHTS_FILE)) and has(folder, EDITABLE_FILES) == catalog]
+
 
 # --- links -----------------------------------------------------------------------------------------------
 

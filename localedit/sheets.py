@@ -32,12 +32,12 @@ def sample_grid(generator: Generator, seeds: Sequence[int], truncation: float, c
     return viz.grid([cells[i:i + columns] for i in range(0, len(cells), columns)])
 
 
-def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float, columns: int = 8) -> Image.Image:
-    """What a person needs to name the clusters: the samples with their cluster maps overlaid and a numbered
-    legend, then one tile per cluster showing only its pixels on the first four samples."""
+def contact_views(editor: Editor, seeds: Sequence[int], truncation: float) -> tuple[Image.Image, list[np.ndarray]]:
+    """The contact sheet's two halves: the overview (the samples, their cluster maps overlaid, and a numbered
+    legend) and one unlabelled tile per cluster showing only its pixels on the first four samples (the app
+    shows them as a gallery to click; `cluster_caption` names each)."""
     catalog = editor.catalog
     colours = viz.palette(catalog.k)
-    names = {c: name for name, part in catalog.parts.items() for c in part.clusters}
     images, maps = [], []
     for seed in seeds:
         sample = editor.sample(seed, truncation)
@@ -47,15 +47,32 @@ def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float, colum
     overlays = [viz.cluster_overlay(image, clusters, colours) for image, clusters in zip(images, maps, strict=True)]
     rows = [images[i:i + 4] + overlays[i:i + 4] for i in range(0, len(images), 4)]
     overview = viz.grid(rows)
-    overview = viz.beside(overview, viz.legend(colours, names, height=overview.height))
-
+    overview = viz.beside(overview, viz.legend(colours, _cluster_names(catalog), height=overview.height))
     tiles = []
     for k in range(catalog.k):
         # Half size: four samples in a 2 × 2 tile as wide as one sample above.
         shown = [viz.spotlight(im, m == k)[::2, ::2] for im, m in zip(images[:4], maps[:4], strict=False)]
-        tile = np.asarray(viz.grid([shown[i:i + 2] for i in range(0, len(shown), 2)], pad=1))
-        tiles.append(np.asarray(viz.labelled_row([tile], [f"{k}" + (f"  {names[k]}" if k in names else "")])))
-    tile_rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+        tiles.append(np.asarray(viz.grid([shown[i:i + 2] for i in range(0, len(shown), 2)], pad=1)))
+    return overview, tiles
+
+
+def _cluster_names(catalog) -> dict[int, str]:
+    return {c: name for name, part in catalog.parts.items() for c in part.clusters}
+
+
+def cluster_caption(catalog, k: int) -> str:
+    """Cluster k's label on a contact sheet: its number, and the part it is named for, if any."""
+    name = _cluster_names(catalog).get(k)
+    return f"{k}" + (f"  {name}" if name else "")
+
+
+def contact_sheet(editor: Editor, seeds: Sequence[int], truncation: float, columns: int = 8) -> Image.Image:
+    """What a person needs to name the clusters: the samples with their cluster maps overlaid and a numbered
+    legend, then one tile per cluster showing only its pixels on the first four samples (`contact_views`)."""
+    overview, tiles = contact_views(editor, seeds, truncation)
+    labelled = [np.asarray(viz.labelled_row([tile], [cluster_caption(editor.catalog, k)]))
+                for k, tile in enumerate(tiles)]
+    tile_rows = [labelled[i:i + columns] for i in range(0, len(labelled), columns)]
     return viz.above(overview, viz.grid(tile_rows, pad=4))
 
 

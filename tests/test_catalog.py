@@ -22,7 +22,7 @@ from localedit.catalog import (
     resize_labels,
 )
 from localedit.kmeans import spherical_kmeans
-from localedit.parts import Part, default_color
+from localedit.parts import Part, default_color, input_resolution
 
 
 def _planted(n_per: int = 200, c: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,3 +311,29 @@ def test_build_catalog_on_tiny_generator(tiny_generator):
     assert build_catalog(g, "convs.3", k=3, n_samples=1, fit_rows=300, progress=False).fit_rows is None  # 256 rows
     with pytest.raises(ValueError, match="unknown layer"):
         build_catalog(g, "convs.99", k=3, n_samples=2, progress=False)
+
+
+def test_build_catalog_reports_progress_checks_k_and_stops_when_asked(tiny_generator):
+    calls = []
+    build_catalog(tiny_generator, "convs.2", k=3, n_samples=6, batch=4, progress=False,
+                  callback=lambda *call: calls.append(call))
+    stages = [stage for stage, _, _ in calls]
+    assert stages[:2] == ["samples", "samples"] and stages[-2:] == ["M", "M"] and "k-means" in stages
+    assert [c for c in calls if c[0] != "k-means"] == [("samples", 4, 6), ("samples", 6, 6), ("M", 4, 6), ("M", 6, 6)]
+    # convs.2 upsamples: its input is 8×8, so a catalog of it has at most 64 clusters.
+    assert input_resolution("convs.2") == 8 and input_resolution("convs.3") == input_resolution("to_rgbs.1") == 16
+    for k in (0, 65):
+        with pytest.raises(ValueError, match=r"K must be between 1 and the 8×8 = 64 pixels"):
+            build_catalog(tiny_generator, "convs.2", k=k, n_samples=2, progress=False)
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        build_catalog(tiny_generator, "convs.2", k=3, n_samples=0, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(stage, done, total):
+        if stage == "k-means":
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_catalog(tiny_generator, "convs.2", k=3, n_samples=6, progress=False, callback=stop)
