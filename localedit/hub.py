@@ -285,9 +285,11 @@ def push(folder: str | os.PathLike, repo_id: str, revision: str | None = None, t
          private: bool = False) -> str:
     """Upload a model folder's files to the Hub repo `repo_id` (created if needed); returns the commit hash.
 
-    The folder is loaded first, exactly as users will load it, so a broken folder never leaves the machine.
-    `revision` names a branch (created from main if needed); `token` defaults to huggingface_hub's own
-    (HF_TOKEN or `hf auth login`).
+    The folder is loaded first, exactly as users will load it, so a broken folder never leaves the machine and
+    no request is made for it. `revision` names a branch (created from main if needed); `token` defaults to
+    huggingface_hub's own (HF_TOKEN or `hf auth login`). Raises ValueError when the Hub refuses the push (a
+    missing or rejected token, one without write access to the repo's namespace, any other refusal), and
+    ModelNotFoundError when the Hub cannot be reached (or HF_HUB_OFFLINE is set).
     """
     folder = Path(folder)
     if _REPO_ID.fullmatch(repo_id) is None or "@" in repo_id:
@@ -299,15 +301,39 @@ def push(folder: str | os.PathLike, repo_id: str, revision: str | None = None, t
         raise ValueError(f"{folder} has no {CARD_FILE}: write a model card (where the weights come from, their "
                          "licence, how the catalog was made) before publishing")
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                               allow_patterns=list(MODEL_FILES),
-                               commit_message=f"Upload {model.config.name or folder.name} (localedit model folder)")
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
+                                   allow_patterns=list(MODEL_FILES),
+                                   commit_message=f"Upload {model.config.name or folder.name} (localedit model folder)")
+    except HfHubHTTPError as e:  # before OfflineModeIsEnabled: both are OSErrors
+        raise _push_refused(e, api.endpoint, repo_id) from e
+    except OfflineModeIsEnabled as e:
+        raise ModelNotFoundError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set, so huggingface_hub makes no "
+                                 "request; unset it to push") from e
+    except _transport_error() as e:
+        raise ModelNotFoundError(f"cannot reach the Hub at {api.endpoint} ({type(e).__name__}: {e}) to push to "
+                                 f"{repo_id}: check the network, or set HF_ENDPOINT to a reachable endpoint") from e
     return commit.oid
+
+
+def _push_refused(error: Exception, endpoint: str, repo_id: str) -> ValueError:
+    """The Hub's refusal of a push as one actionable error. The status decides, not the exception's class: on
+    https a 401 on /api/models/... comes as RepositoryNotFoundError, and a 403 as a plain HfHubHTTPError."""
+    status = error.response.status_code
+    if status == 401:
+        return ValueError(f"the Hub at {endpoint} refused the token (or none was given): log in with "
+                          "`hf auth login`, set HF_TOKEN, or pass a token with write access")
+    if status == 403:
+        return ValueError(f"the token cannot write to {repo_id}: use a token with write access to "
+                          f"{repo_id.split('/')[0]}, or push to a repo of your own")
+    said = getattr(error, "server_message", None) or next(iter(str(error).strip().splitlines()), "no message")
+    return ValueError(f"the Hub at {endpoint} refused the push to {repo_id} (HTTP {status}): {said}")
 
 
 # --- writing -----------------------------------------------------------------------------------------------

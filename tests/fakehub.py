@@ -8,6 +8,23 @@ It emulates what huggingface_hub 2.x sends for downloads and uploads (read from 
        /api/models/{repo}/preupload/{rev} (every file "regular"), /api/models/{repo}/commit/{rev} (NDJSON)
 Errors carry the Hub's X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound), which huggingface_hub
 turns into its typed exceptions. Repos live in memory: refs (branches and tags) → commits → {path: bytes}.
+
+Tokens. `FakeHub.tokens` maps a token to the one namespace (user or org) it may write. A namespace that is a value
+there is owned: a write to it (POST create, branch, preupload, commit) needs `Authorization: Bearer <its token>`,
+and is otherwise answered as the Hub answers it:
+- no Authorization header → 401 "Invalid username or password." (the Hub's answer to an anonymous write);
+- a token the Hub does not know → 401 "Invalid credentials in Authorization header";
+- a valid token of another namespace → 403 'You don't have the rights to create a model under the namespace "X"'
+  (create) or "Forbidden: you must have write access to X/Y" (branch, preupload, commit).
+Namespaces nobody owns accept every write, as before; reads (model info, tree, resolve) are always open.
+What huggingface_hub 2.x makes of these (utils/_http.py hf_raise_for_status, hf_api.py): a 403 is a plain
+HfHubHTTPError "403 Forbidden: <message>"; a 401 is a plain HfHubHTTPError too, but on an https endpoint one on
+/api/models/... whose message is not "Invalid credentials in Authorization header" becomes RepositoryNotFoundError
+(its REPO_API_REGEX needs https, so it never does here). Both keep `.response.status_code`, which is what callers
+should read. create_repo(exist_ok=True) passes a 409 (the repo exists) silently, but on a 401/402/403 it asks
+repo_info and returns quietly when the repo exists (reads are open): a refused token on an existing repo is first
+refused by create_branch or preupload. create_branch(exist_ok=True) on a 403 lists the refs, which this fake does
+not serve (404), so the 403 is raised as it came.
 """
 
 from __future__ import annotations
@@ -32,10 +49,13 @@ class _Repo:
 
 
 class FakeHub:
-    """In-memory repos served over HTTP. `requests` logs (method, path) of every request, for assertions."""
+    """In-memory repos served over HTTP. `requests` logs (method, path) of every request, for assertions.
+    `tokens` maps a token to the namespace it may write (see the module docstring); a test that adds one removes
+    it again, since the hub lives for the whole session."""
 
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
+        self.tokens: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -111,9 +131,12 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._error(404, "", "no such route")
 
         def _api(self, method: str, repo_id: str, rest: list[str], body: bytes) -> None:
+            action, arg = (rest[0], rest[1] if len(rest) > 1 else "main") if rest else ("revision", "main")
+            if method == "POST" and not self._may_write(repo_id.split("/")[0],
+                                                        f"Forbidden: you must have write access to {repo_id}"):
+                return
             if repo_id not in hub.repos:
                 return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
-            action, arg = (rest[0], rest[1] if len(rest) > 1 else "main") if rest else ("revision", "main")
             if method == "POST" and action == "branch":
                 return self._branch(repo_id, arg, json.loads(body or b"{}"))
             commit = hub.resolve(repo_id, arg)
@@ -161,8 +184,27 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         # --- uploads ---
 
+        def _may_write(self, namespace: str, refusal: str) -> bool:
+            """Whether this request may write to `namespace`; when not, it has been answered 401 or 403."""
+            if namespace not in hub.tokens.values():  # nobody owns it: open, as the fake always was
+                return True
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                self._error(401, "", "Invalid username or password.")
+            elif token not in hub.tokens:
+                self._error(401, "", "Invalid credentials in Authorization header")
+            elif hub.tokens[token] != namespace:
+                self._error(403, "", refusal)
+            else:
+                return True
+            return False
+
         def _create(self, payload: dict) -> None:
-            repo_id = f"{payload['organization']}/{payload['name']}"
+            namespace = payload["organization"]
+            if not self._may_write(namespace, "You don't have the rights to create a model under the namespace "
+                                              f'"{namespace}"'):
+                return
+            repo_id = f"{namespace}/{payload['name']}"
             if repo_id in hub.repos:
                 # The Hub answers a conflict with the repo's url too, and create_repo(exist_ok=True) reads it.
                 return self._error(409, "", "You already created this model repo",

@@ -7,6 +7,7 @@ those run in a subprocess with their own environment.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -272,6 +273,108 @@ def test_push_command(fake_hub, tmp_path, tiny_generator, capsys):
     assert f"load_model('acme/cli-push@{commit}')" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="error: no such model folder"):
         main(["push", str(tmp_path / "absent"), "acme/cli-push"])
+
+
+# Namespaces only the token tests below use; the fake Hub is session-wide, so the tokens are removed after each.
+_TOKENS = {"hf_locked_write": "locked-org", "hf_rival_write": "rival-user"}
+
+
+@pytest.fixture
+def owned_namespaces(fake_hub, monkeypatch, tmp_path):
+    """locked-org and rival-user owned on the fake Hub, and no token but the one a test passes: conftest drops
+    HF_TOKEN at import and points HF_HOME at a fresh folder; this also covers the rest of get_token's sources."""
+    import huggingface_hub.constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    fake_hub.tokens.update(_TOKENS)
+    try:
+        yield fake_hub
+    finally:
+        for token in _TOKENS:
+            fake_hub.tokens.pop(token, None)
+
+
+def _card_folder(tmp_path: Path, generator: Generator) -> Path:
+    folder = tmp_path / "to-push"
+    save_generator(folder, generator.config, generator.state_dict(), card="# tiny\n")
+    return folder
+
+
+def test_push_with_the_namespaces_token(owned_namespaces, tmp_path, tiny_generator):
+    folder = _card_folder(tmp_path, tiny_generator)
+    commit = push(folder, "locked-org/model", token="hf_locked_write")
+    files = owned_namespaces.repos["locked-org/model"].commits[commit]
+    assert {name: files[name] for name in (CONFIG_FILE, WEIGHTS_FILE, "README.md")} == {
+        name: (folder / name).read_bytes() for name in (CONFIG_FILE, WEIGHTS_FILE, "README.md")}
+    dev = push(folder, "locked-org/model", revision="dev", token="hf_locked_write")  # existing repo, new branch
+    assert owned_namespaces.repos["locked-org/model"].refs["dev"] == dev
+
+
+def test_push_without_a_valid_token_is_refused_and_commits_nothing(owned_namespaces, tmp_path, tiny_generator):
+    from localedit.__main__ import main
+
+    folder = _card_folder(tmp_path, tiny_generator)
+    refused = (r"the Hub at http://127\.0\.0\.1:\d+ refused the token \(or none was given\): log in with "
+               r"`hf auth login`, set HF_TOKEN, or pass a token with write access")
+    with pytest.raises(ValueError, match=refused):
+        push(folder, "locked-org/anonymous")  # no token at all: the Hub's 401
+    with pytest.raises(ValueError, match=refused):
+        push(folder, "locked-org/anonymous", token="hf_unknown")  # a token the Hub does not know: 401 too
+    assert "locked-org/anonymous" not in owned_namespaces.repos
+    # An existing repo: create_repo(exist_ok=True) finds it and passes, and the commit itself is refused.
+    commit = push(folder, "locked-org/existing", token="hf_locked_write")
+    refs = dict(owned_namespaces.repos["locked-org/existing"].refs)
+    with pytest.raises(ValueError, match=refused):
+        push(folder, "locked-org/existing")
+    with pytest.raises(SystemExit, match="^error: " + refused):  # the command says it without a traceback
+        main(["push", str(folder), "locked-org/existing"])
+    assert owned_namespaces.repos["locked-org/existing"].refs == refs and refs["main"] == commit
+
+
+def test_push_with_another_namespaces_token_cannot_write(owned_namespaces, tmp_path, tiny_generator):
+    folder = _card_folder(tmp_path, tiny_generator)
+    cannot = ("the token cannot write to locked-org/{}: use a token with write access to locked-org, or push to a "
+              "repo of your own")
+    with pytest.raises(ValueError, match=re.escape(cannot.format("rivalled"))):
+        push(folder, "locked-org/rivalled", token="hf_rival_write")  # create refused: 403
+    assert "locked-org/rivalled" not in owned_namespaces.repos
+    push(folder, "locked-org/branched", token="hf_locked_write")
+    refs = dict(owned_namespaces.repos["locked-org/branched"].refs)
+    for revision in (None, "dev"):  # refused at the commit, and at the branch
+        with pytest.raises(ValueError, match=re.escape(cannot.format("branched"))):
+            push(folder, "locked-org/branched", revision=revision, token="hf_rival_write")
+    assert owned_namespaces.repos["locked-org/branched"].refs == refs
+    assert push(folder, "rival-user/own", token="hf_rival_write")  # the same token writes its own namespace
+
+
+_TRY_PUSH = """
+import time
+from localedit.hub import push, ModelNotFoundError
+start = time.perf_counter()
+try:
+    print("pushed", push(FOLDER, "acme/never-pushed"))
+except ModelNotFoundError as e:
+    print("error", round(time.perf_counter() - start, 1), e)
+"""
+
+
+@pytest.mark.parametrize("setting", ["unreachable", "offline"])
+def test_push_without_the_hub_says_why(fake_hub, tmp_path, tiny_generator, setting):
+    folder = _card_folder(tmp_path, tiny_generator)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{closed}"} if setting == "unreachable" else {"HF_HUB_OFFLINE": "1"}
+    before = len(fake_hub.requests)
+    result = _run(_TRY_PUSH.replace("FOLDER", repr(str(folder))), **env)
+    _, seconds, message = result.stdout.strip().split(" ", 2) if result.stdout else ("", "", result.stderr)
+    assert result.stdout.startswith("error ") and float(seconds) < 60, result.stderr
+    if setting == "unreachable":
+        assert f"cannot reach the Hub at http://127.0.0.1:{closed}" in message and "HF_ENDPOINT" in message
+    else:
+        assert "HF_HUB_OFFLINE is set" in message and len(fake_hub.requests) == before
 
 
 def test_catalog_commands_never_write_into_the_hub_cache(fake_hub, tmp_path, tiny_generator, tiny_catalog):
