@@ -12,10 +12,10 @@ your own (an upload, or the webcam's) is projected into the model and edited lik
 `upload:<hex>` and works while the server keeps the projection (app_uploads.py).
 
 The page has two modes, each a tab: the single edit, and the composite (several parts, each from its own
-reference, in one edit). A composite's link (?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=) opens
-the composite tab with its rows. Each mode's view is made by one listener (always_last, so that a late result
-never overwrites a newer one), only while its tab is on show; whatever else asks for a view bumps a hidden count
-that listener watches.
+reference, in one edit); a third tab builds a catalog for a generator (app_builder.py). A composite's link
+(?model=&target=&composite=eyes:12:30,hair:7:88.5&truncation=) opens the composite tab with its rows. Each
+mode's view is made by one listener (always_last, so that a late result never overwrites a newer one), only while
+its tab is on show; whatever else asks for a view bumps a hidden count that listener watches.
 
 Where things live:
   app.py            the layout and the wiring, and `launch`
@@ -25,6 +25,8 @@ Where things live:
                     and slider ranges, the composite's rows
   app_composite.py  the composite rows' helpers apart from Gradio, and its statistics
   app_uploads.py    pictures of your own: the uploads' store, their projection, and their controls
+  app_builder.py    the "Build a catalog" tab: build, name, tune, try (app_builder_page.py has its layout and
+                    wiring, app_publish.py its saving: files, the model folder, a push to the Hub)
   app_support.py    plumbing: errors, the PNG file cache, process settings, the page's JavaScript, CSS and theme
 """
 
@@ -37,6 +39,7 @@ from functools import partial
 
 import gradio as gr
 
+from app_builder_page import builder_tab
 from app_controls import (
     EPSILON_STEP,
     THRESHOLD_STEP,
@@ -281,6 +284,9 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                 example_labels=[" + ".join(f"{part} ← {reference}" for part, reference, _ in DEFAULT_COMPOSITE.rows)
                                 + f" on {DEFAULT_COMPOSITE.target}"])
 
+        with gr.Tab("Build a catalog", id="build", elem_id="builder") as build_tab:
+            builder_tab(build_tab, DEFAULT.model)
+
     # --- wiring ---------------------------------------------------------------------------------------------------
 
     outputs = [edited_out, slider_out, reference_out, diff_out, stats_out, query_box]
@@ -372,6 +378,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     # for its view, which is made only if the controls changed while the tab was hidden.
     single_tab.select(None, edit_asked, [mode_box, edit_asked], js="(n) => ['single', n + 1]")
     composite_tab.select(None, composite_asked, [mode_box, composite_asked], js="(n) => ['composite', n + 1]")
+    build_tab.select(None, None, mode_box, js="() => 'build'")  # neither edit is made while it is on show
     for query, link, mode in ((query_box, link_box, "single"), (c_query_box, c_link_box, "composite")):
         gr.on([query.change, mode_box.change], None, [query, mode_box], link, js=sync_link_js(mode))
 
