@@ -135,6 +135,8 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
     (steps, losses, seconds)."""
     if config.n_faces > PROJECTION_EVAL_OFFSET:
         raise ValueError(f"training faces must stay below the held-out index {PROJECTION_EVAL_OFFSET}")
+    if checkpoint is not None:  # now, not at the first save minutes later
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
     generator = generator.eval().requires_grad_(False)

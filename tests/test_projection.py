@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from localedit.encoder import Encoder, EncoderConfig, load_encoder, save_encoder
+from localedit.encoder import Encoder, EncoderConfig, EncoderTrainConfig, load_encoder, save_encoder, train_encoder
 from localedit.projection import ProjectSettings, fit_image, project, psnr, read_image, start_latents
 
 
@@ -101,3 +101,19 @@ def test_psnr_of_equal_and_opposite_images():
     x = torch.zeros(1, 3, 4, 4)
     assert float(psnr(x - 1, x + 1)[0]) == pytest.approx(0.0)  # black against white: the whole range
     assert float(psnr(x, x)[0]) > 100
+
+
+def test_encoder_training_checkpoints_resumes_and_refuses_another_run(tiny_generator, tmp_path):
+    """A few steps on the tiny model: the checkpoint's folder is made, a finished run reloads as it was, and a
+    checkpoint of other settings is refused rather than mixed in."""
+    config = EncoderTrainConfig(steps=3, batch=4, n_faces=4, seed=1)
+    checkpoint = tmp_path / "not" / "yet" / "latest.pt"
+    encoder, record = train_encoder(tiny_generator, config, checkpoint, progress=False)
+    assert checkpoint.is_file() and record["steps"] == 3 and np.isfinite(record["final_pixel_mse"])
+    again, record_again = train_encoder(tiny_generator, config, checkpoint, progress=False)
+    assert record_again["seconds"] == record["seconds"]  # nothing more was trained
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ValueError, match="was trained with"):
+        train_encoder(tiny_generator, EncoderTrainConfig(steps=4, batch=4, n_faces=4, seed=1), checkpoint,
+                      progress=False)
