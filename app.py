@@ -25,8 +25,8 @@ Where things live:
                     and slider ranges, the composite's rows
   app_composite.py  the composite rows' helpers apart from Gradio, and its statistics
   app_uploads.py    pictures of your own: the uploads' store, their projection, and their controls
-  app_builder.py    the "Build a catalog" tab: build, name, tune, try (app_builder_page.py has its layout and
-                    wiring, app_publish.py its saving: files, the model folder, a push to the Hub)
+  app_builder.py    the "Build a catalog" tab: build, name, try (app_builder_page.py has its layout and wiring,
+                    app_builder_tune.py its tuning, app_builder_save.py its saving: files, folder, Hub)
   app_support.py    plumbing: errors, the PNG file cache, process settings, the page's JavaScript, CSS and theme
 """
 

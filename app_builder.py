@@ -13,7 +13,8 @@ Space, which sets $SPACE_ID), any local folder or Hub id typed in. Writing into 
 then too: on a public Space nobody may change the files the Space serves.
 
 A session's work lives in its `Draft` (a gr.State): where the generator came from, the generator, and the catalog
-being made. app_builder_page.py has the tab's layout and wiring; app_publish.py its saving.
+being made. app_builder_page.py has the tab's layout and wiring, app_builder_tune.py its tuning, and
+app_builder_save.py its saving.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -34,12 +35,9 @@ import torch
 from app_controls import epsilon_max, legend_html
 from app_endpoints import ASSETS, MODELS, png, stats_line
 from app_support import user_errors
-from app_uploads import JUDGE_FILES
 from localedit.catalog import Catalog, build_catalog
 from localedit.edit import Editor, check_seed
-from localedit.faces import PARTS as JUDGED
-from localedit.hub import CARD_FILE, Model, load_model
-from localedit.judge import Judge, load_judge
+from localedit.hub import CARD_FILE, Model, load_model, parse_repo_id
 from localedit.parts import (
     DEFAULT_EPSILON,
     DEFAULT_THRESHOLD,
@@ -51,9 +49,10 @@ from localedit.parts import (
 from localedit.share import model_folders
 from localedit.sheets import cluster_caption, contact_views
 from localedit.stylegan2 import Generator, GeneratorConfig
-from localedit.tune import choose, tune, with_choices
 
-OPEN = os.environ.get("LOCALEDIT_BUILD_ANY", "0" if os.environ.get("SPACE_ID") else "1") == "1"
+LOCAL = not os.environ.get("SPACE_ID") and os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1") in (
+    "127.0.0.1", "localhost", "::1")  # a run only this machine can reach: not a Space, nor 0.0.0.0 (a container)
+OPEN = os.environ.get("LOCALEDIT_BUILD_ANY", "1" if LOCAL else "0") == "1"
 # The CLI's defaults (`python -m localedit catalog`), but for the samples: 64 build in seconds on a laptop CPU.
 DEFAULT_K, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRUNCATION = 12, 64, 0, 0.7
 SHEET_SEEDS = range(8)  # the samples the contact sheet shows, as `catalog` and `sheet` draw them
@@ -64,8 +63,8 @@ STAGES = {"samples": "Generating the samples", "k-means": "k-means (at most this
 # edit): float sums depend on the thread count, so the same count is what makes the same catalog bytes.
 BUILD_THREADS = int(os.environ.get("LOCALEDIT_BUILD_THREADS") or torch.get_num_threads())
 BUILD_MEMORY_MB = int(os.environ.get("LOCALEDIT_BUILD_MEMORY_MB", "2048"))  # the rows k-means clusters, at most
+CANCELLED = "**Cancelled.** Nothing changed: the catalog before the build, if any, is still the one here."
 _KEEP_MODELS = 2  # generators kept loaded for building, besides the served ones
-TUNING_PAIRS = 32  # `python -m localedit tune`'s default
 
 
 class BuildCancelled(Exception):
@@ -80,7 +79,6 @@ class Draft:
     choice: str
     model: Model
     catalog: Catalog | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def editor(self) -> Editor:
@@ -124,6 +122,11 @@ def open_model(choice: object) -> Model:
     else:
         raise ValueError(f"this server builds catalogs for {list(SOURCES)} only (its operator can allow any folder "
                          "or Hub id with LOCALEDIT_BUILD_ANY=1)")
+    if choice in MODELS.sources:  # the app's own copy, with its catalog
+        editor, folder = MODELS.editor(choice), MODELS.folder(choice)
+        repo, revision = parse_repo_id(source) if not Path(source).is_dir() else (None, None)
+        return Model(editor.generator, editor.catalog, editor.generator.config, source, folder, repo, revision,
+                     Path(folder).name if repo else None)
     with _loading:
         if source not in _loaded:
             _loaded[source] = load_model(source)
@@ -131,6 +134,13 @@ def open_model(choice: object) -> Model:
                 _loaded.popitem(last=False)
         _loaded.move_to_end(source)
         return _loaded[source]
+
+
+def forget(folder: Path) -> None:
+    """Drop the loaded copy of the model in `folder` (its files changed), so the next open reads them again."""
+    with _loading:
+        for source in [s for s, m in _loaded.items() if Path(m.folder).resolve() == Path(folder).resolve()]:
+            del _loaded[source]
 
 
 def layer_choices(generator: Generator) -> list[tuple[str, str]]:
@@ -150,6 +160,8 @@ def default_layer(generator: Generator, catalog: Catalog | None) -> str:
 
 
 def _whole(name: str, value: object, low: int) -> int:
+    if value is None or value == "":
+        raise ValueError(f"enter {name}: a whole number ≥ {low}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
         raise ValueError(f"{name} must be a whole number ≥ {low}, got {value!r}")
     return int(value)
@@ -176,7 +188,7 @@ def new_catalog(model: Model, layer: object, k: object, samples: object, seed: o
                          f"{BUILD_MEMORY_MB} MB this server gives a build: at most {most} samples "
                          "($LOCALEDIT_BUILD_MEMORY_MB)")
     return build_catalog(model.generator, layer, _whole("K", k, 1), n_samples=samples, truncation=float(truncation),
-                         seed=check_seed("seed", seed), progress=False, callback=callback)
+                         seed=check_seed("seed", _whole("the seed", seed, 0)), progress=False, callback=callback)
 
 
 @contextmanager
@@ -212,8 +224,7 @@ def build(choice, layer, k, samples, seed, truncation, request: gr.Request,
             model = open_model(choice)
             catalog = new_catalog(model, layer, k, samples, seed, truncation, report)
     except BuildCancelled:
-        return (gr.skip(),) * (len(VIEWS) - 1) + ("**Cancelled.** Nothing changed: the catalog before the build, "
-                                                   "if any, is still the one here.",)
+        return (gr.skip(),) * (len(VIEWS) - 1) + (CANCELLED,)
     finally:
         _cancels.pop(session, None)
     t = catalog.timings
@@ -227,10 +238,9 @@ def build(choice, layer, k, samples, seed, truncation, request: gr.Request,
 def cancel_build(request: gr.Request) -> str:
     """The Cancel button: the session's build stops at its next progress step and changes nothing."""
     event = _cancels.get(getattr(request, "session_hash", None) or "api")
-    if event is None:
-        return "No build is running."
-    event.set()
-    return "Cancelling…"
+    if event is not None:  # running: it stops at its next step. Queued: the page's Cancel drops it from the queue.
+        event.set()
+    return CANCELLED
 
 
 def open_draft(choice):
@@ -239,7 +249,7 @@ def open_draft(choice):
         model = open_model(choice)
     draft = Draft(choice, model, model.catalog)
     has = (f"It has a catalog: K = {model.catalog.k} clusters of `{model.catalog.layer}`, parts "
-           f"{', '.join(model.catalog.parts) or 'none yet'}. Rename its parts below, or build a new one."
+           f"{', '.join(model.catalog.parts) or 'none yet'}. Name or remove its parts below, or build a new one."
            if model.catalog is not None else "It has no catalog yet: build one.")
     return (*views(draft), f"**{choice}**: {model.config.size} px. {has}",
             gr.Dropdown(choices=layer_choices(model.generator), value=default_layer(model.generator, model.catalog)),
@@ -274,7 +284,7 @@ def views(draft: Draft, focus: str | None = None, keep: bool = False) -> tuple:
     catalog = draft.catalog
     if catalog is None:
         return (draft, None, [], gr.CheckboxGroup(choices=[], value=[]), "", gr.skip(),
-                gr.Dropdown(choices=[], value=None), gr.skip())
+                gr.Dropdown(choices=[], value=None), gr.Slider(value=DEFAULT_EPSILON, maximum=100))
     overview, tiles = contact_views(draft.editor, SHEET_SEEDS, catalog.truncation)
     gallery = [(png(tile), cluster_caption(catalog, k)) for k, tile in enumerate(tiles)]
     parts = list(catalog.parts)
@@ -283,7 +293,7 @@ def views(draft: Draft, focus: str | None = None, keep: bool = False) -> tuple:
     kept = keep and tried == focus and focus is not None
     return (draft, png(np.asarray(overview)), gallery,
             gr.CheckboxGroup(choices=list(range(catalog.k)), value=list(catalog.parts[focus].clusters) if kept else []),
-            legend_html(catalog, "") or "", gr.Dropdown(choices=names, value=focus if kept else None),
+            legend_html(catalog, ""), gr.Dropdown(choices=names, value=focus if kept else None),
             gr.Dropdown(choices=parts, value=tried), try_part(draft, tried))
 
 
@@ -334,47 +344,11 @@ def name_part(draft: Draft | None, name, clusters, colour, epsilon, threshold, t
 
 def remove_part(draft: Draft | None, name):
     with user_errors():
-        catalog = started(draft)._built().without_parts([name] if isinstance(name, str) else [])
-    return (*views(draft.with_catalog(catalog)), f"Removed **{name}**.")
-
-
-_judges: dict[Path, Judge] = {}
-
-
-def judge_for(model: Model) -> Judge | None:
-    """The assets folder's judge when this generator is of its genre, as far as can be told: there is one, and it
-    segments images of the generator's size (it knows localedit's procedural faces only)."""
-    folder = ASSETS / "judge"
-    if not all((folder / name).is_file() for name in JUDGE_FILES):
-        return None
-    if folder not in _judges:
-        _judges[folder] = load_judge(folder)
-    judge = _judges[folder]
-    return judge if judge.config.size == model.config.size else None
-
-
-def tune_part(draft: Draft | None, name, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (as `build`)
-    """Tune: `python -m localedit tune --parts NAME`'s search and rule on the tuning seeds, and its choice set."""
-    with user_errors(), cli_threads():
         catalog = started(draft)._built()
-        if name not in catalog.parts:
-            raise ValueError("name the part first (Name part), then tune its settings")
-        judge = judge_for(draft.model)
-        if judge is None or name not in JUDGED:
-            raise ValueError(f"tuning measures edits with the judge, which knows the parts {list(JUDGED)} of "
-                             f"localedit's procedural faces at its own size; set {name}'s settings by hand")
-        trials = tune(draft.model.generator, catalog, judge, [name], pairs=TUNING_PAIRS)[name]
-        best = choose(trials)
-        if best is None:
-            raise ValueError(f"no setting changed {name}'s edits: check its clusters")
-        catalog = with_choices(catalog, {name: best})
-    part, t = catalog.parts[name], best.transfer
-    settings = " ".join(best.candidate.describe().split())
-    said = (f"**Tuned {name}** on {TUNING_PAIRS} tuning pairs: {settings} (ε {part.epsilon:g}); "
-            f"colour transfer {t.color:.2f}, shape {t.shape:.2f}, visible {t.visible:.0%}, leak {t.leak:.2f}.")
-    profile = dict(part.epsilon_profile)
-    return (*views(draft.with_catalog(catalog), name, keep=True), said, part.color, part.epsilon, part.threshold,
-            part.torgb, *(profile[g] for g in LAYER_GROUPS))
+        if not isinstance(name, str) or name not in catalog.parts:
+            raise ValueError(f"pick the part to remove under Part name: one of {list(catalog.parts)}")
+        catalog = catalog.without_parts([name])
+    return (*views(draft.with_catalog(catalog)), f"Removed **{name}**.")
 
 
 def started(draft: Draft | None) -> Draft:

@@ -27,10 +27,11 @@ from app_builder import (
     toggle_cluster,
     try_edit,
     try_part,
-    tune_part,
 )
+from app_builder_save import catalog_files, publish, save_into_folder
+from app_builder_tune import apply_tuned, tune_part
 from app_endpoints import MODELS
-from app_publish import catalog_files, publish, save_into_folder
+from app_support import warned
 from localedit.parts import DEFAULT_EPSILON, DEFAULT_THRESHOLD, LAYER_GROUPS, MAX_THRESHOLD, PART_COLORS
 
 
@@ -51,11 +52,10 @@ def builder_tab(tab: gr.Tab, default_choice: str) -> None:
                                 value=default_layer(default.generator, default.catalog),
                                 label="Layer to cluster (its input's resolution)", elem_id="build-layer")
             with gr.Row():
-                k = gr.Number(DEFAULT_K, label="K clusters", precision=0, minimum=1, elem_id="build-k", min_width=80)
-                samples = gr.Number(DEFAULT_SAMPLES, label="Samples", precision=0, minimum=1,
-                                    elem_id="build-samples", min_width=80)
-                seed = gr.Number(DEFAULT_SEED, label="Seed", precision=0, minimum=0, elem_id="build-seed",
-                                 min_width=80)
+                # No precision or minimum: the build's own checks say what is wrong with a value, in words.
+                k = gr.Number(DEFAULT_K, label="K clusters", elem_id="build-k", min_width=80)
+                samples = gr.Number(DEFAULT_SAMPLES, label="Samples", elem_id="build-samples", min_width=80)
+                seed = gr.Number(DEFAULT_SEED, label="Seed", elem_id="build-seed", min_width=80)
             truncation = gr.Slider(0, 1, value=DEFAULT_TRUNCATION, step=0.05, label="Truncation ψ of the samples",
                                    elem_id="build-truncation")
             with gr.Row():
@@ -63,9 +63,10 @@ def builder_tab(tab: gr.Tab, default_choice: str) -> None:
                 cancel_button = gr.Button("Cancel", elem_id="build-cancel")
             status = gr.Markdown(elem_id="build-status")
         with gr.Column(scale=5, elem_id="build-sheet"):
-            overview = gr.Image(label="Samples and their clusters", format="png", interactive=False,
-                                elem_id="build-overview", buttons=["download"])
-            gr.Markdown("**Clusters**: click a tile to add its cluster to the part being named, or to take it out.")
+            gr.Markdown("**Samples and their clusters**, then one tile per cluster: click a tile to add its cluster "
+                        "to the part being named, or to take it out.")
+            overview = gr.Image(label="Samples and their clusters", show_label=False, format="png",
+                                interactive=False, elem_id="build-overview", buttons=["download"])
             tiles = gr.Gallery(label="Clusters", show_label=False, columns=6, height="auto", allow_preview=False,
                                object_fit="contain", elem_id="build-tiles", elem_classes="pixelated")
     with gr.Row():
@@ -126,30 +127,40 @@ def builder_tab(tab: gr.Tab, default_choice: str) -> None:
         push_button = gr.Button("Push to the Hub", variant="primary", elem_id="push-button")
         save_status = gr.Markdown(elem_id="save-status")
 
+    # Every event that changes the draft writes these together; a refused value is a warning (`warned`), and the
+    # page stays as it was.
     shown = [draft, overview, tiles, clusters, legend, name, try_part_box, try_epsilon, status]
     private = dict(api_visibility="private")
-    opened = choice.change(open_draft, choice, [*shown, layer, card], **private)
-    first = tab.select(open_first, [draft, choice], [*shown, layer, card], **private)
-    build_event = build_button.click(build, [choice, layer, k, samples, seed, truncation], shown,
-                                     concurrency_id="build", concurrency_limit=1, show_progress_on=[overview, tiles],
-                                     **private)
-    cancel_button.click(cancel_build, None, status, queue=False, **private)
+    opened = choice.change(warned(open_draft, len(shown) + 2), choice, [*shown, layer, card], **private)
+    first = tab.select(warned(open_first, len(shown) + 2), [draft, choice], [*shown, layer, card], **private)
+    # Builds and tunings run one at a time, on the CLI's threads (app_builder.cli_threads).
+    heavy = dict(concurrency_id="build", concurrency_limit=1, **private)
+    build_event = build_button.click(warned(build, len(shown)), [choice, layer, k, samples, seed, truncation], shown,
+                                     show_progress_on=[overview, tiles], **heavy)
+    # Cancel stops a running build at its next step (its flag) and drops a queued one (cancels).
+    cancel_button.click(cancel_build, None, status, queue=False, cancels=[build_event], **private)
     tiles.select(toggle_cluster, clusters, clusters, queue=False, **private)
     settings = [clusters, colour, epsilon, threshold, torgb, *profile]
     name.input(pick_name, [draft, name], settings, queue=False, **private)
-    named = name_button.click(name_part, [draft, name, *settings], shown, **private)
-    removed = remove_button.click(remove_part, [draft, name], shown, **private)
-    tuned = tune_button.click(tune_part, [draft, name], [*shown, colour, epsilon, threshold, torgb, *profile],
-                              concurrency_id="build", show_progress_on=[tune_button, legend], **private)
+    named = name_button.click(warned(name_part, len(shown)), [draft, name, *settings], shown, **private)
+    removed = remove_button.click(warned(remove_part, len(shown)), [draft, name], shown, **private)
+    # Tune measures on the catalog as it was at the click, then its choice is set on the catalog as it is by then.
+    tuned_part = gr.State(None)
+    tuned = tune_button.click(lambda n: f"Tuning **{n}** on the tuning seeds…", name, status, queue=False,
+                              **private).then(
+        tune_part, [draft, name], [tuned_part, status], show_progress_on=[tiles], **heavy).success(
+        warned(apply_tuned, len(shown) + 4 + len(profile)), [draft, tuned_part],
+        [*shown, colour, epsilon, threshold, torgb, *profile], **private)
     try_inputs = [draft, try_target, try_reference, try_part_box, try_epsilon]
     try_outputs = [edited, target_out, reference_out, try_stats]
-    try_part_box.input(try_part, [draft, try_part_box], try_epsilon, queue=False, **private).then(
-        try_edit, try_inputs, try_outputs, **private)
+    trying = dict(fn=warned(try_edit, len(try_outputs)), inputs=try_inputs, outputs=try_outputs,
+                  concurrency_id="synthesis", trigger_mode="always_last", **private)
+    try_part_box.input(try_part, [draft, try_part_box], try_epsilon, queue=False, **private).then(**trying)
     for event in (opened, first, build_event, named, removed, tuned):
-        event.then(try_edit, try_inputs, try_outputs, **private)
-    gr.on([try_epsilon.release, try_target.submit, try_reference.submit, try_target.blur,
-           try_reference.blur], try_edit, try_inputs, try_outputs, trigger_mode="always_last", **private)
-    files_button.click(lambda d: gr.File(catalog_files(d), visible=True), draft, files, **private)
-    folder_button.click(save_into_folder, draft, save_status, **private)
-    push_button.click(publish, [draft, repo, token, card, try_target, try_reference, try_part_box, try_epsilon],
-                      save_status, **private)
+        event.then(**trying)
+    gr.on([try_epsilon.input, try_target.submit, try_reference.submit, try_target.blur, try_reference.blur],
+          **trying)
+    files_button.click(warned(lambda d: gr.File(catalog_files(d), visible=True), 1), draft, files, **private)
+    folder_button.click(warned(save_into_folder, 1), draft, save_status, **private)
+    push_button.click(warned(publish, 1), [draft, repo, token, card, try_target, try_reference, try_part_box,
+                                           try_epsilon], save_status, **private)

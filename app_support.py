@@ -5,6 +5,7 @@ app_endpoints.py the functions behind the endpoints (see app.py's docstring for 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import io
 import logging
@@ -53,6 +54,20 @@ def user_errors():
         raise
     except ValueError as e:  # ModelNotFoundError included
         raise gr.Error(cut(str(e)), print_exception=False) from e
+
+
+def warned(fn, outputs: int):
+    """`fn` for an event with this many outputs, its gr.Error shown as a warning and every output left as it was,
+    instead of each marked "Error" (which would wipe a page of work for one bad value)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as e:
+            gr.Warning(e.message)
+            return (gr.skip(),) * outputs if outputs > 1 else gr.skip()
+
+    return wrapper
 
 
 class PngFiles:

@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 HUB_REPO, MISSING_REPO = "acme/app-hub", "acme/app-missing"
 APP_MODULES = ("app", "app_endpoints", "app_controls", "app_composite", "app_support", "app_uploads", "app_builder",
-               "app_builder_page", "app_publish")
+               "app_builder_page", "app_builder_save",
+               "app_builder_tune")
 UPLOADS = 3  # $LOCALEDIT_UPLOADS: the fourth picture evicts the first
 
 

@@ -1,11 +1,12 @@
 """The "Build a catalog" tab in-process (app_builder.py), on test_app.py's throwaway assets: a tiny served model and
 a bare generator folder. The same arguments build the same catalog bytes as `python -m localedit catalog`; naming,
 trying, saving and pushing go through the library's functions; every bad input is a message and changes nothing.
-The browser walk through the tab is in test_app_server.py."""
+The browser walk through the tab is in test_app_builder_browser.py."""
 
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +36,12 @@ def builder(app):
 
 @pytest.fixture(scope="module")
 def publisher(app):
-    return sys.modules["app_publish"]
+    return sys.modules["app_builder_save"]
+
+
+@pytest.fixture(scope="module")
+def tuner(app):
+    return sys.modules["app_builder_tune"]
 
 
 class Progress:
@@ -134,7 +140,7 @@ def test_a_cancelled_build_changes_nothing(builder):
     out = builder.build("uncatalogued", *ARGS, request, progress=progress)
     assert "Cancelled" in out[-1] and all(isinstance(v, dict) and v.get("__type__") == "update" for v in out[:-1])
     assert len(progress.calls) == 1  # it stopped at the next step
-    assert builder.cancel_build(request) == "No build is running."
+    assert "Cancelled" in builder.cancel_build(request)  # none running (one queued is dropped by the page)
     assert _built(builder).catalog is not None  # and the next build runs
 
 
@@ -159,6 +165,9 @@ def test_naming_trying_and_removing(builder):
     assert "In-MSE" in stats
     draft = builder.remove_part(draft, "mouth")[0]
     assert list(draft.catalog.parts) == ["eyes"]
+    for nothing in (None, "mouth"):
+        with pytest.raises(gr.Error, match="pick the part to remove"):
+            builder.remove_part(draft, nothing)
     assert builder.try_edit(draft, 4, 2, "mouth", 1.0)[3] == "Name a part to try an edit."
 
 
@@ -200,6 +209,8 @@ def test_writing_into_the_model_folder(builder, publisher, tmp_path):
     served = builder.open_draft(HUB_REPO)[0]  # a Hub model's snapshot never changes
     with pytest.raises(gr.Error, match="Hub model"):
         publisher.save_into_folder(_named(builder, served, {"eyes": [0]}))
+    with pytest.raises(gr.Error, match="a model this app serves"):  # nor is a served folder rewritten
+        publisher.save_into_folder(_named(builder, builder.open_draft("tiny")[0], {"eyes": [0]}))
 
 
 @pytest.fixture
@@ -233,6 +244,9 @@ def test_push_with_the_users_token_pins_a_commit_that_reproduces_the_edit(builde
     with pytest.raises(gr.Error, match=None) as error:
         publisher.publish(draft, repo, TOKEN, "  ", 4, 2, "mouth", 10.0)
     assert "model card" in error.value.message
+    with pytest.raises(gr.Error, match="target"):  # the edit's link is checked first: no push, then "failed"
+        publisher.publish(draft, repo, TOKEN, "# card", -4, 2, "mouth", 10.0)
+    assert repo not in owned.repos
 
     said = publisher.publish(draft, repo, TOKEN, "# tiny, from the tests", 4, 2, "mouth", 10.0)
     commit = owned.repos[repo].refs["main"]
@@ -255,11 +269,41 @@ def test_push_with_the_users_token_pins_a_commit_that_reproduces_the_edit(builde
     assert np.array_equal(np.asarray(Image.open(tried).convert("RGB")), again.edited)
 
 
-def test_tuning_needs_a_named_part_and_the_judge(builder):
+def test_tuning_needs_a_named_part_and_the_judge(builder, tuner):
     """test_app.py's assets/judge has no weights: tuning says to set the settings by hand (the tuning itself is
     `localedit.tune`'s, tested in test_evaluate.py)."""
     draft = _named(builder, _built(builder), {"eyes": [0]})
     for name, says in (("mouth", "name the part first"), ("eyes", "set eyes's settings by hand")):
         with pytest.raises(gr.Error) as error:
-            builder.tune_part(draft, name, progress=Progress())
+            tuner.tune_part(draft, name, progress=Progress())
         assert says in error.value.message
+
+
+def test_tuned_settings_land_on_the_catalog_as_it_is_by_then(builder, tuner):
+    """Tune measures the catalog of its click and takes a minute; parts named meanwhile stay, and a part whose
+    clusters changed meanwhile is not given settings chosen for others."""
+    draft = _named(builder, _built(builder), {"eyes": [0]})
+    chosen = replace(draft.catalog.parts["eyes"], threshold=0.2, torgb=True, epsilon=3.0)  # as tune_part gives
+    later = _named(builder, draft, {"mouth": [1]})  # named while it tuned
+    out = tuner.apply_tuned(later, chosen)
+    catalog = out[0].catalog
+    assert list(catalog.parts) == ["eyes", "mouth"] and catalog.parts["eyes"] == chosen
+    assert out[len(builder.VIEWS):len(builder.VIEWS) + 4] == (chosen.color, 3.0, 0.2, True)
+    assert out[3].value == [0] and out[5].value == "eyes"  # its clusters and name stay in the boxes
+    moved = _named(builder, draft, {"eyes": [2]})
+    with pytest.raises(gr.Error, match="eyes was renamed or removed while it was tuned"):
+        tuner.apply_tuned(moved, chosen)
+
+
+def test_a_refused_value_is_a_warning_and_leaves_the_page(monkeypatch):
+    from app_support import warned
+
+    said = []
+    monkeypatch.setattr(gr, "Warning", said.append)
+
+    def refuse(x):
+        raise gr.Error(f"no {x}")
+
+    assert warned(refuse, 3)("eyes") == (gr.skip(),) * 3 and warned(refuse, 1)("mouth") == gr.skip()
+    assert said == ["no eyes", "no mouth"]
+    assert warned(lambda x: x + 1, 1)(1) == 2

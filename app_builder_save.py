@@ -10,8 +10,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from app_builder import OPEN, Draft, started
-from app_endpoints import ASSETS
+from app_builder import OPEN, Draft, forget, started
+from app_endpoints import ASSETS, MODELS
 from app_support import user_errors
 from localedit.catalog import Catalog
 from localedit.hub import CARD_FILE, CONFIG_FILE, push, save_catalog, writable_folder
@@ -52,9 +52,13 @@ def save_into_folder(draft: Draft | None) -> str:
         if draft.model.repo_id is not None:
             raise ValueError(f"{draft.choice} is a Hub model (its files in the Hugging Face cache never change): "
                              "download the files, or push it to a repo of your own")
+        if draft.choice in MODELS.sources:
+            raise ValueError(f"{draft.choice} is a model this app serves: its catalog is not rewritten from the page "
+                             "(download the files, push a copy, or relabel it with `python -m localedit label`)")
         if not os.access(folder, os.W_OK):
             raise ValueError(f"{folder} is not writable here: download the files instead")
         save_catalog(folder, catalog)
+        forget(folder)
     return (f"Wrote catalog.json and catalog.safetensors into `{folder}`. The app serves it from its next start"
             + (" (it is in the assets folder)." if folder.resolve().parent == ASSETS.resolve() else
                f": `LOCALEDIT_ASSETS={folder.parent}`, or load it with `python -m localedit edit --model {folder}`."))
@@ -76,14 +80,24 @@ def publish(draft: Draft | None, repo, token, card, target, reference, part, eps
                              "(huggingface.co/settings/tokens)")
         if not isinstance(card, str) or not card.strip():
             raise ValueError("write the model card first: where the weights come from and their licence")
+        # The edit being tried is checked before the push, so that a push that happened is never reported as a
+        # failure; its link names the commit, known after.
+        tried = (lambda model: edit_link(model, draft.with_catalog(catalog), target, reference, part, epsilon)) \
+            if part in catalog.parts else (lambda model: f"?model={model}")
+        tried("check")
         with tempfile.TemporaryDirectory(prefix="localedit-push-") as tmp:
             folder = writable_folder(draft.model, Path(tmp) / "model")
             save_catalog(folder, catalog)
             (folder / CARD_FILE).write_text(card.rstrip() + "\n\n" + catalog_card(catalog), encoding="utf-8")
-            commit = push(folder, repo, token=token)
+            try:
+                commit = push(folder, repo, token=token)
+            except ValueError as e:  # the library's advice is for the command line; this is a browser
+                if "refused the token" in str(e):
+                    raise ValueError("the Hub refused this token: paste a token with write access "
+                                     "(huggingface.co/settings/tokens), or log in") from e
+                raise
         pinned = f"{repo}@{commit}"
-        link = edit_link(pinned, draft.with_catalog(catalog), target, reference, part, epsilon) \
-            if part in catalog.parts else f"?model={pinned}"
+        link = tried(pinned)
     return (f"**Pushed** to `{repo}` at commit `{commit}`. Serve it with `LOCALEDIT_MODELS={pinned} python app.py`, "
             f"then open [this edit]({link}) (`{link}`); the pinned commit gives these bytes for good.")
 
@@ -92,7 +106,7 @@ def catalog_card(catalog: Catalog) -> str:
     """The card's section on the catalog: how it was built, and its parts."""
     parts = "\n".join(f"| {name} | {', '.join(map(str, p.clusters))} | {p.epsilon:g} | {p.threshold:g} | "
                       f"{'on' if p.torgb else 'off'} |" for name, p in catalog.parts.items())
-    return (f"## Catalog\n\nBuilt in the localedit app: `python -m localedit catalog MODEL --layer {catalog.layer} "
-            f"--clusters {catalog.k} --samples {catalog.n_samples} --seed {catalog.seed} --truncation "
-            f"{catalog.truncation:g}` makes the same clusters. Its parts:\n\n"
-            f"| part | clusters | ε | threshold | toRGB |\n|---|---|---|---|---|\n{parts}\n")
+    return (f"## Catalog (built in the localedit app; it replaces any catalog described above)\n\n"
+            f"`python -m localedit catalog MODEL --layer {catalog.layer} --clusters {catalog.k} --samples "
+            f"{catalog.n_samples} --seed {catalog.seed} --truncation {catalog.truncation:g}` makes the same clusters. "
+            f"Its parts:\n\n| part | clusters | ε | threshold | toRGB |\n|---|---|---|---|---|\n{parts}\n")
