@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from app_controls import epsilon_max, legend_html
-from app_endpoints import ASSETS, MODELS, png, stats_line
+from app_endpoints import ASSETS, MODELS, gpu, png, stats_line
 from app_support import user_errors
 from localedit.catalog import Catalog, build_catalog
 from localedit.edit import Editor, check_seed
@@ -368,6 +368,7 @@ def try_part(draft: Draft | None, part):
     return gr.Slider(value=epsilon, maximum=epsilon_max(draft.editor, part, value=epsilon))
 
 
+@gpu
 def try_edit(draft: Draft | None, target, reference, part, epsilon):
     """The edit with the catalog as it is now: edited, target, reference, and the main tab's statistics line."""
     if draft is None or draft.catalog is None or not draft.catalog.parts or part not in draft.catalog.parts:

@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 
 from app_composite import composite_stats, parse_rows, rows_of
-from app_support import PngFiles, user_errors
+from app_support import PngFiles, edit_threads, user_errors
 from app_uploads import Projector, Uploads, fidelity, page_controls, source
 from localedit import Editor, EditResult
 from localedit.composite import MAX_ROWS, CompositeParams, CompositeResult, resolve_composite, run_composite
@@ -44,13 +44,13 @@ from localedit.share import (
 )
 from localedit.viz import diff_image, upscale
 
-try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else the decorator is a no-op.
+try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else it only runs on the requests' threads.
     import spaces
 
-    gpu = spaces.GPU
-except ImportError:
     def gpu(fn):
-        return fn
+        return spaces.GPU(edit_threads(fn))
+except ImportError:
+    gpu = edit_threads
 
 # Each view the page makes, with its query, when $LOCALEDIT_LOG is INFO (app_support.configure_process).
 log = logging.getLogger("localedit.app")

@@ -56,6 +56,22 @@ def user_errors():
         raise gr.Error(cut(str(e)), print_exception=False) from e
 
 
+EDIT_THREADS = int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1"))  # torch threads per request (configure_process)
+
+
+def edit_threads(fn):
+    """`fn` on EDIT_THREADS torch threads. torch keeps a thread count per thread, taken from the process's when
+    the thread first runs torch: a worker that first ran while a catalog build had raised it (app_builder's
+    cli_threads) would otherwise keep the build's count for good."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.get_num_threads() != EDIT_THREADS:
+            torch.set_num_threads(EDIT_THREADS)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def warned(fn, outputs: int):
     """`fn` for an event with this many outputs, its gr.Error shown as a warning and every output left as it was,
     instead of each marked "Error" (which would wipe a page of work for one bad value)."""
@@ -114,7 +130,7 @@ def configure_process() -> None:
       option -8; where libc is not glibc this is skipped.
     - $LOCALEDIT_LOG (a logging level, such as INFO) logs each view the page makes, with its query, to stderr.
     """
-    torch.set_num_threads(int(os.environ.get("LOCALEDIT_TORCH_THREADS", "1")))
+    torch.set_num_threads(EDIT_THREADS)
     log = logging.getLogger("localedit.app")
     if os.environ.get("LOCALEDIT_LOG") and not log.handlers:
         log.setLevel(os.environ["LOCALEDIT_LOG"].upper())

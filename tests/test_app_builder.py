@@ -307,3 +307,24 @@ def test_a_refused_value_is_a_warning_and_leaves_the_page(monkeypatch):
     assert warned(refuse, 3)("eyes") == (gr.skip(),) * 3 and warned(refuse, 1)("mouth") == gr.skip()
     assert said == ["no eyes", "no mouth"]
     assert warned(lambda x: x + 1, 1)(1) == 2
+
+
+def test_requests_run_on_the_edits_threads_after_a_build_raised_them(app):
+    """A worker thread that first ran torch while a build had raised the count keeps that count: every synthesis
+    endpoint (app_endpoints.gpu) puts its own back first."""
+    import threading
+
+    import torch
+    from app_support import EDIT_THREADS, edit_threads
+
+    seen = {}
+
+    def worker():
+        torch.set_num_threads(EDIT_THREADS + 1)  # as a worker that started during a build
+        seen["before"] = torch.get_num_threads()
+        seen["inside"] = edit_threads(torch.get_num_threads)()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == {"before": EDIT_THREADS + 1, "inside": EDIT_THREADS}
