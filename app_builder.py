@@ -90,7 +90,11 @@ class Draft:
         return self.catalog
 
     def with_catalog(self, catalog: Catalog) -> Draft:
-        return Draft(self.choice, self.model, catalog)
+        """The draft with `catalog`; when it only renames this one's clusters, its editor keeps the samples drawn."""
+        draft = Draft(self.choice, self.model, catalog)
+        if "editor" in self.__dict__ and catalog.centroids is self.catalog.centroids:
+            draft.__dict__["editor"] = self.editor.relabelled(catalog)  # the cached_property's slot
+        return draft
 
 
 # --- which generators --------------------------------------------------------------------------------------

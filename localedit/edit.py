@@ -175,6 +175,15 @@ class Editor:
             lambda queries: [pack_styles(q, self.dims) for q in self._claimed(queries)])
         self._starts = np.cumsum([0, *self.dims.values()])[:-1]
 
+    def relabelled(self, catalog: Catalog) -> Editor:
+        """An Editor for `catalog`, a relabelling of this one's (the same layer and centroids; other parts or
+        settings), sharing this one's samples: their images and cluster maps do not depend on the names."""
+        if catalog.layer != self.catalog.layer or not torch.equal(catalog.centroids, self.catalog.centroids):
+            raise ValueError("a relabelled catalog must have the same clustering layer and centroids")
+        editor = Editor(self.generator, catalog, self.cache_size, self.include_torgb)
+        editor._cache, editor._lock = self._cache, self._lock
+        return editor
+
     @property
     def parts(self) -> tuple[str, ...]:
         return tuple(self.catalog.parts)

@@ -315,6 +315,7 @@ def test_requests_run_on_the_edits_threads_after_a_build_raised_them(app):
     import threading
 
     import torch
+
     from app_support import EDIT_THREADS, edit_threads
 
     seen = {}

@@ -173,3 +173,16 @@ def test_a_latent_source_edits_like_its_seed(tiny_generator, tiny_catalog):
         editor.edit(Latent.of(torch.zeros(2, 3)), 7, "mouth")
     with pytest.raises(ValueError, match="finite W\\+ tensor"):
         Latent.of(torch.full((g.n_latent, g.style_dim), float("nan")))
+
+
+def test_a_relabelled_editor_shares_the_samples_and_edits_by_its_own_parts(tiny_generator, tiny_catalog):
+    editor = Editor(tiny_generator, tiny_catalog)
+    sample = editor.sample(3, 0.7)
+    renamed = tiny_catalog.with_parts({"hair": [2, 3]}, epsilon={"hair": 5.0})
+    other = editor.relabelled(renamed)
+    assert other.sample(3, 0.7) is sample and other.parts == ("eyes", "mouth", "hair")
+    fresh = Editor(tiny_generator, renamed).edit(3, 5, "hair")
+    assert np.array_equal(other.edit(3, 5, "hair").edited, fresh.edited)
+    moved = replace(renamed, centroids=renamed.centroids.flip(0))
+    with pytest.raises(ValueError, match="same clustering layer and centroids"):
+        editor.relabelled(moved)
