@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 
 from app_composite import composite_stats, parse_rows, rows_of
-from app_support import PngFiles, edit_threads, user_errors
+from app_support import Newest, PngFiles, edit_threads, user_errors
 from app_uploads import Projector, Uploads, fidelity, page_controls, source
 from localedit import Editor, EditResult
 from localedit.composite import MAX_ROWS, CompositeParams, CompositeResult, resolve_composite, run_composite
@@ -70,6 +70,7 @@ UPLOADS = Uploads()
 # The judge of the assets folder, when it has one, adds its features to the projection's loss.
 PROJECTOR = Projector(MODELS, UPLOADS, ASSETS / "judge")
 png = PngFiles()
+EDIT_CALLS, COMPOSITE_CALLS = Newest(), Newest()  # which page calls may still show their views
 
 
 # --- pictures and text -------------------------------------------------------------------------------------
@@ -162,16 +163,20 @@ def _asked_edit(*controls) -> str | None:
         return None
 
 
-def edit_page(mode: str, shown: str, *values):
+def edit_page(request: gr.Request, mode: str, shown: str, *values):
     """The single edit's one listener: `edit_view`, then the query of the edit on show (a gr.State, `shown`).
     `values` are the nine controls, then each source's kind and upload name (`app_uploads.page_controls`).
     Nothing is made while the composite tab is on show, nor when the controls ask for the edit on show (the
-    tab's select asks again), nor while an upload waits for its projection."""
+    tab's select asks again), nor while an upload waits for its projection; and nothing is shown when a call that
+    started later has shown its view already (`Newest`)."""
+    call = EDIT_CALLS.start(request)
     controls = page_controls(values, UPLOADS)
     if mode != "single" or controls is None or _asked_edit(*controls) == shown:
         return (gr.skip(),) * (SINGLE_VIEWS + 1)
     views = edit_view(*controls)
-    return (*views, views[5])  # a skip while nothing was made
+    if views[5] == gr.skip() or not EDIT_CALLS.may_show(call):
+        return (gr.skip(),) * (SINGLE_VIEWS + 1)
+    return (*views, views[5])
 
 
 # --- the composite ------------------------------------------------------------------------------------------
@@ -246,12 +251,15 @@ def _asked_composite(model, target, truncation, count, *values) -> str | None:
         return None
 
 
-def composite_page(mode: str, shown: str, *controls):
+def composite_page(request: gr.Request, mode: str, shown: str, *controls):
     """The composite's one listener, as `edit_page` is the single edit's: `composite_view`, then the query of the
     composite on show; nothing is made while the single edit's tab is on show."""
+    call = COMPOSITE_CALLS.start(request)
     if mode != "composite" or _asked_composite(*controls) == shown:
         return (gr.skip(),) * (COMPOSITE_VIEWS + 1)
     views = composite_view(*controls)
+    if views[4] == gr.skip() or not COMPOSITE_CALLS.may_show(call):
+        return (gr.skip(),) * (COMPOSITE_VIEWS + 1)
     return (*views, views[4])
 
 

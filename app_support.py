@@ -86,6 +86,37 @@ def warned(fn, outputs: int):
     return wrapper
 
 
+class Newest:
+    """Which of a listener's calls may still show its view, per session: the one that started last of those that
+    finished. A page's listener can run twice at once for one session (a link's controls arrive together, but
+    their change events read them as they land, some old and some new); without this, a call that started earlier
+    and finished later would leave its stale view on show, and the link would not give its own edit."""
+
+    def __init__(self, sessions: int = 4096):
+        self._started: OrderedDict[str, int] = OrderedDict()
+        self._shown: dict[str, int] = {}
+        self._sessions = sessions
+        self._lock = threading.Lock()
+
+    def start(self, request: gr.Request | None) -> tuple[str, int]:
+        session = getattr(request, "session_hash", None) or ""
+        with self._lock:
+            n = self._started[session] = self._started.get(session, 0) + 1
+            self._started.move_to_end(session)
+            while len(self._started) > self._sessions:
+                self._shown.pop(self._started.popitem(last=False)[0], None)
+        return session, n
+
+    def may_show(self, call: tuple[str, int]) -> bool:
+        """Whether the call `start` returned may show its view (and so no later-started one has): then it has."""
+        session, n = call
+        with self._lock:
+            if self._shown.get(session, 0) > n:
+                return False
+            self._shown[session] = n
+            return True
+
+
 class PngFiles:
     """Images as PNG files named by their bytes, each written under a temporary name and renamed into place.
 

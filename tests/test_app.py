@@ -446,25 +446,43 @@ def test_each_view_is_made_by_one_always_last_listener(app):
 def test_a_view_is_made_only_for_the_tab_on_show_and_only_when_it_changed(app, caplog):
     caplog.set_level("INFO", logger="localedit.app")
     controls, shown = list(app.astuple(app.DEFAULT)), app.FIRST_VIEW[5]
-    assert app.edit_page("composite", "", *controls) == (gr.skip(),) * 9  # the other tab is on show
-    assert app.edit_page("single", shown, *controls) == (gr.skip(),) * 9  # this edit is on show already
+    assert app.edit_page(None, "composite", "", *controls) == (gr.skip(),) * 9  # the other tab is on show
+    assert app.edit_page(None, "single", shown, *controls) == (gr.skip(),) * 9  # this edit is on show already
     assert not caplog.records  # nothing was made
-    assert app.edit_page("single", "", *controls) == (*app.FIRST_VIEW, shown)
-    assert app.edit_page("single", shown, *controls[:1], None, *controls[2:]) == (gr.skip(),) * 9  # half-typed
+    assert app.edit_page(None, "single", "", *controls) == (*app.FIRST_VIEW, shown)
+    assert app.edit_page(None, "single", shown, *controls[:1], None, *controls[2:]) == (gr.skip(),) * 9  # half-typed
     with pytest.warns(UserWarning, match="target seed must be a whole number"):  # refused: one notice
-        assert app.edit_page("single", shown, *controls[:1], -5, *controls[2:]) == (gr.skip(),) * 9
+        assert app.edit_page(None, "single", shown, *controls[:1], -5, *controls[2:]) == (gr.skip(),) * 9
 
     c = app.DEFAULT_COMPOSITE
     rows = [value for row in c.rows for value in row] + [None, None, 0.0] * (8 - len(c.rows))
     controls, shown = [c.model, c.target, c.truncation, len(c.rows), *rows], app.COMPOSITE_FIRST_VIEW[4]
     caplog.clear()
-    assert app.composite_page("single", "", *controls) == (gr.skip(),) * 15
-    assert app.composite_page("composite", shown, *controls) == (gr.skip(),) * 15
+    assert app.composite_page(None, "single", "", *controls) == (gr.skip(),) * 15
+    assert app.composite_page(None, "composite", shown, *controls) == (gr.skip(),) * 15
     assert not caplog.records
-    assert app.composite_page("composite", "", *controls) == (*app.COMPOSITE_FIRST_VIEW, shown)
+    assert app.composite_page(None, "composite", "", *controls) == (*app.COMPOSITE_FIRST_VIEW, shown)
     assert [r.getMessage() for r in caplog.records] == [f"composite {shown}"]
     with pytest.warns(UserWarning, match="already in row 1"):
-        assert app.composite_page("composite", shown, *controls[:7], *controls[4:7], *rows[6:]) == (gr.skip(),) * 15
+        assert app.composite_page(None, "composite", shown, *controls[:7], *controls[4:7], *rows[6:]) == \
+            (gr.skip(),) * 15
+
+
+def test_a_view_that_started_earlier_never_replaces_one_that_started_later(app):
+    """A link's controls land one by one, so the page's listener can run twice at once for a session, the earlier
+    call on half the link's values: whichever finishes last, the later call's view is the one left on show."""
+    from app_support import Newest
+
+    calls = Newest(sessions=2)
+    a, b = gr.Request(), gr.Request()
+    a.session_hash, b.session_hash = "a", "b"
+    first, second = calls.start(a), calls.start(a)
+    assert calls.may_show(second) and not calls.may_show(first)  # the earlier call finished last: dropped
+    third, fourth = calls.start(a), calls.start(a)
+    assert calls.may_show(third) and calls.may_show(fourth)  # in order: both shown, the later one last
+    assert calls.may_show(calls.start(b))  # sessions are apart
+    calls.start(None), calls.start(None)  # a third session: the oldest one is forgotten
+    assert calls.start(a) == ("a", 1)
 
 
 # --- small pieces -------------------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_an_evicted_upload_fails_clearly_and_its_link_falls_back_to_a_seed(app, 
     assert line.startswith(f"**PSNR {upload.psnr:.1f} dB**")
     # The page asks for an edit with the gone upload (its picture still in place): one notice, the edit stays.
     with pytest.warns(UserWarning, match="no longer on the server"):
-        assert app.edit_page("single", "", *app.astuple(app.DEFAULT), "upload", names[0], "seed", "") == \
+        assert app.edit_page(None, "single", "", *app.astuple(app.DEFAULT), "upload", names[0], "seed", "") == \
             (gr.skip(),) * 9
     assert client.predict(api_name="/models")[0] == "tiny"  # still up
 
@@ -231,16 +231,16 @@ def test_the_page_projects_under_a_progress_bar_and_edits_when_ready(app, endpoi
     controls = list(app.astuple(app.DEFAULT))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # waiting is quiet: no notice
-        assert app.edit_page("single", "", *controls, "upload", "", "seed", "") == (gr.skip(),) * 9
-    made = app.edit_page("single", "", *controls, "upload", name, "seed", name)
+        assert app.edit_page(None, "single", "", *controls, "upload", "", "seed", "") == (gr.skip(),) * 9
+    made = app.edit_page(None, "single", "", *controls, "upload", name, "seed", name)
     assert f"target={name}&reference={app.DEFAULT.reference}&" in made[5] and made[8] == made[5]
-    assert app.edit_page("single", made[5], *controls, "upload", name, "seed", name) == (gr.skip(),) * 9
-    seed = app.edit_page("single", made[5], *controls, "seed", name, "seed", "")  # back to the seed
+    assert app.edit_page(None, "single", made[5], *controls, "upload", name, "seed", name) == (gr.skip(),) * 9
+    seed = app.edit_page(None, "single", made[5], *controls, "seed", name, "seed", "")  # back to the seed
     assert seed[5] == app.DEFAULT.query()
     # Another model: the upload waits quietly for its projection into that model.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert app.edit_page("single", "", HUB_REPO, *controls[1:], "upload", name, "seed", "") == (gr.skip(),) * 9
+        assert app.edit_page(None, "single", "", HUB_REPO, *controls[1:], "upload", name, "seed", "") == (gr.skip(),) * 9
     again = app.project_page(HUB_REPO, {"path": str(path)})
     assert again[2] != name and uploads.peek(again[2]).model == HUB_REPO
 
