@@ -240,7 +240,8 @@ def test_the_page_projects_under_a_progress_bar_and_edits_when_ready(app, endpoi
     # Another model: the upload waits quietly for its projection into that model.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert app.edit_page(None, "single", "", HUB_REPO, *controls[1:], "upload", name, "seed", "") == (gr.skip(),) * 9
+        assert app.edit_page(None, "single", "", HUB_REPO, *controls[1:], "upload", name, "seed", "") == \
+            (gr.skip(),) * 9
     again = app.project_page(HUB_REPO, {"path": str(path)})
     assert again[2] != name and uploads.peek(again[2]).model == HUB_REPO
 
