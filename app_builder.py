@@ -4,13 +4,14 @@ catalog as it is being made, tune or set each part's settings, then download the
 model folder, or push the model to the Hub with the user's own token.
 
 One code path: the build is `localedit.catalog.build_catalog` with the arguments of `python -m localedit
-catalog` (so the same arguments give the same catalog bytes), naming is `Catalog.with_parts` / `without_parts`
-(`label`), tuning is `localedit.tune` (`tune`), and saving is `localedit.hub.save_catalog` and `push`.
+catalog` (so the same arguments give the same catalog bytes, on the same number of threads), naming is
+`Catalog.with_parts` / `without_parts` (`label`), tuning is `localedit.tune` (`tune`), and saving is
+`localedit.hub.save_catalog` and `push`.
 
 Which generators: the models the app serves, the folders under the assets folder that have a generator but no
-catalog, and, where the operator allows it ($LOCALEDIT_BUILD_ANY=1; the default for a local run, off on a
-Space, which sets $SPACE_ID), any local folder or Hub id typed in. Writing into a model folder is allowed only
-then too: on a public Space nobody may change the files the Space serves.
+catalog, and, where the operator allows it ($LOCALEDIT_BUILD_ANY=1; the default where only this machine can
+reach the app, off on a Space, which sets $SPACE_ID, or on a server open to others), any local folder or Hub id
+typed in. Writing into a model folder is allowed only then too, and never into one the app serves.
 
 A session's work lives in its `Draft` (a gr.State): where the generator came from, the generator, and the catalog
 being made. app_builder_page.py has the tab's layout and wiring, app_builder_tune.py its tuning, and
