@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-steps", type=int, nargs="+", default=[40, 80, 120])
     p.add_argument("--tune-lr", type=float, nargs="+", default=[0.02, 0.05])
     p.add_argument("--tune-perceptual", type=float, nargs="+", default=[0.0, 0.5])
+    p.add_argument("--tune-perceptual-every", type=int, nargs="+", default=[1],
+                   help="the judge's loss on every k-th refinement step only")
     p.set_defaults(func=cli_measure.cmd_evaluate_projection)
 
     p = command("train-encoder", help="train an encoder (image → W+) for a model; it goes into the model folder")

@@ -133,13 +133,16 @@ def _tune_projection(editor, encoder, judge, args: argparse.Namespace) -> None:
     from localedit.projection import ProjectSettings
     from localedit.projection_eval import tune
 
-    grid = [ProjectSettings(steps=steps, lr=lr, perceptual=perceptual, use_encoder=not args.no_encoder)
-            for steps in args.tune_steps for lr in args.tune_lr for perceptual in args.tune_perceptual]
+    grid = [ProjectSettings(steps=steps, lr=lr, perceptual=perceptual, use_encoder=not args.no_encoder,
+                            perceptual_every=every)
+            for steps in args.tune_steps for lr in args.tune_lr for perceptual in args.tune_perceptual
+            for every in args.tune_perceptual_every]
     print(f"{len(grid)} candidates on {args.faces} tuning faces; per candidate: median PSNR of the projection, judge "
           "mIoU, synthesis passes (batch 1)")
     for row in tune(editor, encoder, judge, grid, args.faces):
         s, t = row["settings"], row["time"]
-        print(f"steps {s['steps']:4d} lr {s['lr']:.3f} perceptual {s['perceptual']:.2f}   "
+        print(f"steps {s['steps']:4d} lr {s['lr']:.3f} perceptual {s['perceptual']:.2f} every "
+              f"{s['perceptual_every']}   "
               f"{row['projection_psnr_median']:6.2f} dB  mIoU {row['projection_miou']:.3f}  "
               f"{t['projection_passes']:6.1f} passes   (encoder alone {row['encoder_psnr_median']:.2f} dB)", flush=True)
 

@@ -68,10 +68,13 @@ class ProjectSettings:
     lr: float = 0.06
     perceptual: float = 0.1  # weight of the judge-feature loss against the pixel loss (0: pixels only)
     use_encoder: bool = True
+    perceptual_every: int = 1  # the judge's loss on every k-th step only (the others are cheaper pixel steps)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.steps, int) and 0 <= self.steps <= 5000):
             raise ValueError(f"steps must be a whole number from 0 to 5000, got {self.steps!r}")
+        if not (isinstance(self.perceptual_every, int) and self.perceptual_every >= 1):
+            raise ValueError(f"perceptual_every must be a whole number ≥ 1, got {self.perceptual_every!r}")
         for name in ("lr", "perceptual"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -182,7 +185,8 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
            judge: Judge | None = None, progress: Callable[[int, int], None] | None = None
            ) -> tuple[Tensor, list[float]]:
     """Adam on W+ latents [B, n_latent, style_dim] towards targets [B, 3, H, W]: the mean squared pixel error plus
-    `settings.perceptual` × the judge-feature error, for settings.steps steps with a cosine-decayed rate. Each image
+    `settings.perceptual` × the judge-feature error (on every `perceptual_every`-th step), for settings.steps steps
+    with a cosine-decayed rate. Each image
     is its own problem (the losses are summed over the batch). Returns the latents and the loss per step."""
     latent = start.detach().clone().requires_grad_(True)
     if settings.steps == 0:
@@ -197,7 +201,7 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
             group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
         image = generator.synthesize(generator.styles(latent))
         loss = (image - targets).square().mean(dim=(1, 2, 3)).sum()
-        if use_judge:
+        if use_judge and step % settings.perceptual_every == settings.perceptual_every - 1:
             feats = _features(judge, image)
             loss = loss + settings.perceptual * sum((f - g).square().mean(dim=(1, 2, 3)) for f, g in
                                                     zip(feats, goal, strict=True)).sum()

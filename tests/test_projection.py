@@ -117,3 +117,23 @@ def test_encoder_training_checkpoints_resumes_and_refuses_another_run(tiny_gener
     with pytest.raises(ValueError, match="was trained with"):
         train_encoder(tiny_generator, EncoderTrainConfig(steps=4, batch=4, n_faces=4, seed=1), checkpoint,
                       progress=False)
+
+
+def test_the_perceptual_loss_can_run_on_every_kth_step_only(tiny_generator, monkeypatch):
+    """perceptual_every=3 over 6 steps: the judge's features of the goal once, and of the rendering on steps 3 and
+    6; each call otherwise costs about one and a half synthesis passes more per step."""
+    from localedit import projection
+    from localedit.judge import Judge, JudgeConfig
+
+    judge = Judge(JudgeConfig(channels=(4, 8), size=32)).eval()
+    seen = []
+    features = projection._features
+    monkeypatch.setattr(projection, "_features", lambda j, images: seen.append(images.requires_grad)
+                        or features(j, images))
+    target = torch.zeros(1, 3, 32, 32)
+    start = tiny_generator.latent_avg.detach()[None, None].expand(1, tiny_generator.n_latent, -1)
+    projection.refine(tiny_generator, target, start, ProjectSettings(steps=6, perceptual=0.5, perceptual_every=3),
+                      judge)
+    assert seen == [False, True, True]  # the goal's (no gradient), then two renderings'
+    with pytest.raises(ValueError, match="perceptual_every must be a whole number ≥ 1"):
+        ProjectSettings(perceptual_every=0)
