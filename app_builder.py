@@ -317,10 +317,7 @@ def pick_name(draft: Draft | None, name: str):
     default settings (the clusters ticked so far stay)."""
     part = draft.catalog.parts.get(name) if draft is not None and draft.catalog is not None else None
     if part is None:
-        try:
-            colour = default_color(name) if name else gr.skip()
-        except TypeError:
-            colour = gr.skip()
+        colour = default_color(name) if isinstance(name, str) and name else gr.skip()
         return (gr.skip(), colour, DEFAULT_EPSILON, DEFAULT_THRESHOLD, False, *(1.0,) * len(LAYER_GROUPS))
     profile = dict(part.epsilon_profile)
     return (list(part.clusters), part.color, part.epsilon, part.threshold, part.torgb,

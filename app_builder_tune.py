@@ -5,36 +5,27 @@ procedural faces). app_builder.py has the rest of the tab."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import gradio as gr
 
 from app_builder import VIEWS, Draft, cli_threads, started, views
-from app_endpoints import ASSETS
+from app_endpoints import PROJECTOR
 from app_support import user_errors
-from app_uploads import JUDGE_FILES
 from localedit.faces import PARTS as JUDGED
 from localedit.hub import Model
-from localedit.judge import Judge, load_judge
+from localedit.judge import Judge
 from localedit.parts import LAYER_GROUPS, Part
 from localedit.tune import choose, tune
 
 TUNING_PAIRS = 32  # `python -m localedit tune`'s default
 
 
-_judges: dict[Path, Judge] = {}
-
-
 def judge_for(model: Model) -> Judge | None:
-    """The assets folder's judge when this generator is of its genre, as far as can be told: there is one, and it
-    segments images of the generator's size (it knows localedit's procedural faces only)."""
-    folder = ASSETS / "judge"
-    if not all((folder / name).is_file() for name in JUDGE_FILES):
-        return None
-    if folder not in _judges:
-        _judges[folder] = load_judge(folder)
-    judge = _judges[folder]
-    return judge if judge.config.size == model.config.size else None
+    """The assets folder's judge (the one projections use) when this generator is of its genre, as far as can be
+    told: there is one, and it segments images of the generator's size (it knows localedit's procedural faces
+    only)."""
+    judge = PROJECTOR.judge()
+    return judge if judge is not None and judge.config.size == model.config.size else None
 
 
 def tune_part(draft: Draft | None, name, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (as `build`)

@@ -122,16 +122,22 @@ class Projector:
         self._judge: list[Judge | None] = []  # empty until loaded
         self._lock = threading.Lock()
 
+    def judge(self) -> Judge | None:
+        """The judge of `judge_folder` (None when it has none), loaded once; the catalog builder's tuning uses it
+        too."""
+        with self._lock:
+            if not self._judge:
+                has_judge = all((self.judge_folder / name).is_file() for name in JUDGE_FILES)
+                self._judge.append(load_judge(self.judge_folder) if has_judge else None)
+            return self._judge[0]
+
     def tools(self, model: str) -> tuple[Encoder | None, Judge | None]:
         """The model's encoder (None when its folder has none) and the judge, loaded once each."""
         editor = self.models.editor(model)
         with self._lock:
             if model not in self._encoders:
                 self._encoders[model] = load_encoder(self.models.folder(model), editor.generator)
-            if not self._judge:
-                has_judge = all((self.judge_folder / name).is_file() for name in JUDGE_FILES)
-                self._judge.append(load_judge(self.judge_folder) if has_judge else None)
-            return self._encoders[model], self._judge[0]
+        return self._encoders[model], self.judge()
 
     def project(self, model: str, path: object, progress: Callable[[int, int], None] | None = None) -> Upload:
         """The picture file at `path` projected into `model` (or the upload the server has of the same bytes);
