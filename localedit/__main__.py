@@ -137,7 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     p = command("train-encoder", help="train an encoder (image → W+) for a model; it goes into the model folder")
     _model(p, "a local model folder, or owner/name[@revision] with --out")
     p.add_argument("--steps", type=int, default=7000)
-    p.add_argument("--batch", type=int, default=16, help="half generator samples, half procedural faces")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--face-share", type=float, default=0.5, help="the share of each batch that is procedural "
+                   "faces; the rest are generator samples")
+    p.add_argument("--refiner", action="store_true", help="train a second stage on top of the model's encoder "
+                   "(which stays fixed): it reads the picture and the first answer's rendering and corrects it")
+    p.add_argument("--latent-weight", type=float, default=1.0, help="weight of the latent loss on generator "
+                   "samples, against the pixel loss")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")

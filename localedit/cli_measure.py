@@ -182,15 +182,19 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
 
     model = load_model(args.model)
     folder = writable_folder(model, args.out)
-    config = EncoderTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    config = EncoderTrainConfig(steps=args.steps, batch=args.batch, face_share=args.face_share,
+                                refiner=args.refiner, latent_weight=args.latent_weight, lr=args.lr,
+                                seed=args.seed)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     init, earlier = None, None
-    if args.further:
+    if args.further or args.refiner:
         from localedit.encoder import load_encoder
 
         init = load_encoder(model.folder, model.generator)
         if init is None:
-            raise ValueError(f"{args.model} has no encoder to train further; drop --further")
+            raise ValueError(f"{args.model} has no encoder to train further or refine; drop --further/--refiner")
+        if args.refiner and init.refiner is not None:
+            raise ValueError(f"{args.model}'s encoder already has a refiner")
         earlier = json.loads((Path(model.folder) / "encoder.json").read_text())
     encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads, init=init)
     if earlier is not None:

@@ -9,6 +9,10 @@ average face. It is trained here, for one generator:
 - on procedural faces (faces.py, training indices only), the images users' pictures will resemble: for them,
   and for the samples, a pixel loss compares the generator's rendering of the prediction with the input.
 
+A refiner (`EncoderConfig.refine`, trained afterwards with the first stage fixed) is a second network that reads
+the image beside the generator's rendering of the first answer and corrects it: two encoder passes and one more
+synthesis, less than one gradient step of refinement costs.
+
 Held-out evaluation faces start at `PROJECTION_EVAL_OFFSET`; training refuses any face index at or above it.
 The files live in the model folder beside the generator: encoder.json (config and how it was trained) and
 encoder.safetensors.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,7 @@ class EncoderConfig:
     style_dim: int
     channels: tuple[int, ...] = (32, 64, 96, 128, 192)  # at size, size/2, ..., size/16
     head: int = 48  # channels of the last feature map before the linear layer that outputs W+
+    refine: bool = False  # a second stage that reads the image and the first answer's rendering (see Encoder)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +57,8 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, d: dict) -> EncoderConfig:
         return cls(size=int(d["size"]), n_latent=int(d["n_latent"]), style_dim=int(d["style_dim"]),
-                   channels=tuple(int(c) for c in d["channels"]), head=int(d["head"]))
+                   channels=tuple(int(c) for c in d["channels"]), head=int(d["head"]),
+                   refine=bool(d.get("refine", False)))
 
     @classmethod
     def for_generator(cls, generator: Generator, **kwargs) -> EncoderConfig:
@@ -76,31 +82,56 @@ class _Residual(nn.Module):
 
 
 class Encoder(nn.Module):
-    """images [B, 3, size, size] in [-1, 1] → offsets from latent_avg [B, n_latent, style_dim]."""
+    """images [B, 3, size, size] in [-1, 1] → offsets from latent_avg [B, n_latent, style_dim].
 
-    def __init__(self, config: EncoderConfig):
+    With `config.refine` it also holds `refiner`, a second network of the same shape that reads the image beside
+    the generator's rendering of the first answer ([B, 6, size, size]) and answers a correction to it: the two
+    stages of `encode`, after ReStyle's iterative encoding (Alaluf et al., 2021), which sees what the first answer
+    got wrong."""
+
+    def __init__(self, config: EncoderConfig, inputs: int = 3):
         super().__init__()
-        self.config = config
+        self.config, self.inputs = config, inputs
         c = config.channels
-        self.stem = nn.Conv2d(3, c[0], 3, padding=1)
+        self.stem = nn.Conv2d(inputs, c[0], 3, padding=1)
         self.blocks = nn.Sequential(*[_Residual(c[max(i - 1, 0)], c[i], down=i > 0) for i in range(len(c))])
         self.reduce = nn.Conv2d(c[-1], config.head, 1)
         side = config.size >> (len(c) - 1)
         self.out = nn.Linear(config.head * side * side, config.n_latent * config.style_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.refiner = Encoder(replace(config, refine=False), inputs=2 * inputs) if config.refine else None
 
     def forward(self, images: Tensor) -> Tensor:
-        s = self.config.size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ValueError(f"the encoder takes images [B, 3, {s}, {s}] in [-1, 1], got {list(images.shape)}")
+        s, k = self.config.size, self.inputs
+        if images.ndim != 4 or images.shape[1:] != (k, s, s):
+            raise ValueError(f"the encoder takes images [B, {k}, {s}, {s}] in [-1, 1], got {list(images.shape)}")
         h = F.leaky_relu(self.reduce(self.blocks(self.stem(images))), 0.2)
         return self.out(h.flatten(1)).view(-1, self.config.n_latent, self.config.style_dim)
 
+    def add_refiner(self) -> Encoder:
+        """A copy of this one-stage encoder with a refiner that starts from its weights: the image's half of the
+        refiner's first layer is this encoder's, the rendering's half is zero, and its last layer is zero, so
+        until trained the two stages answer what this encoder answers."""
+        if self.refiner is not None:
+            raise ValueError("this encoder already has a refiner")
+        two = Encoder(replace(self.config, refine=True))
+        two.load_state_dict(self.state_dict(), strict=False)
+        body = {k: v for k, v in self.state_dict().items() if not k.startswith("out.")}
+        body["stem.weight"] = torch.cat([body["stem.weight"], torch.zeros_like(body["stem.weight"])], dim=1)
+        two.refiner.load_state_dict(body, strict=False)
+        return two
+
 
 def encode(encoder: Encoder, generator: Generator, images: Tensor) -> Tensor:
-    """images [B, 3, H, W] → W+ [B, n_latent, style_dim]."""
-    return generator.latent_avg + encoder(images)
+    """images [B, 3, H, W] → W+ [B, n_latent, style_dim]: the first stage's answer, then, where the encoder has a
+    refiner, that answer plus the refiner's correction (one more synthesis pass)."""
+    w = generator.latent_avg + encoder(images)
+    return _refined(encoder, generator, images, w) if encoder.refiner is not None else w
+
+
+def _refined(encoder: Encoder, generator: Generator, images: Tensor, w: Tensor) -> Tensor:
+    return w + encoder.refiner(torch.cat([images, generator.synthesize(generator.styles(w)).clamp(-1, 1)], 1))
 
 
 # --- training ----------------------------------------------------------------------------------------------
@@ -109,7 +140,9 @@ def encode(encoder: Encoder, generator: Generator, images: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class EncoderTrainConfig:
     steps: int = 6000
-    batch: int = 16  # half generator samples, half procedural faces
+    batch: int = 16
+    face_share: float = 0.5  # of each batch: procedural faces; the rest are generator samples
+    refiner: bool = False  # train a refiner on top of a trained encoder (`init`), whose first stage stays fixed
     lr: float = 1e-3
     latent_weight: float = 1.0  # of the mean squared latent error, against the pixel loss (mean squared error)
     mixing: float = 0.5
@@ -139,11 +172,19 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
+    if config.refiner and init is None:
+        raise ValueError("a refiner trains on top of a trained encoder: pass init")
+    if not 0 <= config.face_share <= 1:
+        raise ValueError(f"face_share must be within 0..1, got {config.face_share}")
     generator = generator.eval().requires_grad_(False)
-    encoder = Encoder(EncoderConfig.for_generator(generator))
+    encoder = Encoder(init.config if init is not None else EncoderConfig.for_generator(generator))
     if init is not None:
         encoder.load_state_dict(init.state_dict())
-    opt = torch.optim.Adam(encoder.parameters(), lr=config.lr, betas=(0.9, 0.99))
+    if config.refiner:
+        encoder = encoder.add_refiner().requires_grad_(False)
+        encoder.refiner.requires_grad_(True)
+    trained = encoder.refiner if config.refiner else encoder
+    opt = torch.optim.Adam(trained.parameters(), lr=config.lr, betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(config.seed)
     step, losses, seconds = 0, [], 0.0
     if checkpoint is not None and checkpoint.exists():
@@ -155,7 +196,7 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
         rng.set_state(state["rng"])
         step, losses, seconds = state["step"], state["losses"], state["seconds"]
     faces = to_tensor(render_arrays(config.n_faces, generator.config.size, workers=2)[0])
-    half = config.batch // 2
+    half = config.batch - round(config.batch * config.face_share)  # generator samples
     from localedit.train import native_bf16  # training only: the app loads encoders without the trainer
 
     bf16 = native_bf16(torch.device("cpu"))  # where it is emulated, bf16 is many times slower than fp32
@@ -170,9 +211,14 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
             samples = generator.synthesize(generator.styles(w_true)).clamp(-1, 1)
         x = torch.cat([samples, faces[torch.randint(len(faces), (config.batch - half,), generator=rng)]])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            w = encode(encoder, generator, x)
+            if config.refiner:
+                with torch.no_grad():
+                    first = generator.latent_avg + encoder(x)
+                w = _refined(encoder, generator, x, first)
+            else:
+                w = encode(encoder, generator, x)
             pixel = F.mse_loss(generator.synthesize(generator.styles(w)).float(), x)
-            latent = F.mse_loss(w[:half].float(), w_true)
+            latent = F.mse_loss(w[:half].float(), w_true) if half else torch.zeros(())
             loss = pixel + config.latent_weight * latent
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -214,7 +260,8 @@ def load_encoder(folder: str | Path, generator: Generator) -> Encoder | None:
     if not (folder / CONFIG_FILE).exists():
         return None
     config = EncoderConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["config"])
-    expected = EncoderConfig.for_generator(generator, channels=config.channels, head=config.head)
+    expected = EncoderConfig.for_generator(generator, channels=config.channels, head=config.head,
+                                           refine=config.refine)
     if config != expected:
         raise ValueError(f"{folder / CONFIG_FILE} is for a generator of size {config.size}, n_latent "
                          f"{config.n_latent}, style_dim {config.style_dim}; this one is {expected.size}, "

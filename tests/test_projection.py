@@ -119,6 +119,37 @@ def test_encoder_training_checkpoints_resumes_and_refuses_another_run(tiny_gener
                       progress=False)
 
 
+def test_a_refiner_starts_as_the_encoder_it_refines_trains_alone_and_round_trips(tiny_generator, tmp_path):
+    """add_refiner answers what the one-stage encoder answers until trained; training it leaves the first stage as
+    it was and moves the answer; the two stages save and load as one encoder."""
+    g = tiny_generator
+    one = Encoder(EncoderConfig.for_generator(g, channels=(8, 8, 8), head=8)).eval()
+    with torch.no_grad():
+        one.out.bias.normal_(std=0.1)
+    images = torch.rand(3, 3, g.config.size, g.config.size) * 2 - 1
+    two = one.add_refiner()
+    assert two.config.refine and two.refiner.inputs == 6
+    assert torch.equal(start_latents(g, images, two), start_latents(g, images, one))
+    with pytest.raises(ValueError, match="already has a refiner"):
+        two.add_refiner()
+    with pytest.raises(ValueError, match="pass init"):
+        train_encoder(g, EncoderTrainConfig(steps=1, batch=4, n_faces=4, refiner=True), progress=False)
+    config = EncoderTrainConfig(steps=3, batch=4, n_faces=4, seed=1, refiner=True, face_share=0.75)
+    trained, record = train_encoder(g, config, progress=False, init=one)
+    assert trained.refiner is not None and record["steps"] == 3
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(),
+                                                 {k: v for k, v in trained.state_dict().items()
+                                                  if not k.startswith("refiner.")}.values(), strict=True))
+    assert not torch.equal(start_latents(g, images, trained), start_latents(g, images, one))
+    with torch.no_grad():  # weights a float16 file holds exactly, so the round trip is exact
+        for p in trained.parameters():
+            p.copy_(p.half().float())
+    save_encoder(tmp_path, trained, {"steps": 3})
+    loaded = load_encoder(tmp_path, g)
+    assert loaded.refiner is not None
+    assert torch.equal(start_latents(g, images, loaded), start_latents(g, images, trained))
+
+
 def test_the_perceptual_loss_can_run_on_every_kth_step_only(tiny_generator, monkeypatch):
     """perceptual_every=3 over 6 steps: the judge's features of the goal once, and of the rendering on steps 3 and
     6; each call otherwise costs about one and a half synthesis passes more per step."""
