@@ -1,4 +1,4 @@
-"""An encoder for a generator: image → W+ in one forward pass, the instant start of a projection (projection.py).
+"""An encoder for a generator: image → W+ in one or two passes, the instant start of a projection (projection.py).
 
 A small residual CNN reads the image at the model's resolution and predicts each of the generator's n_latent
 w vectors as an offset from `latent_avg`; its last layer starts at zero, so an untrained encoder answers the

@@ -2,7 +2,7 @@
 
 The paper names real images as its extension (§1, §5), embedded by Image2StyleGAN (its ref. [1]): Adam on a W+
 latent (one w per style input, [n_latent, style_dim]), started from `latent_avg`, on a pixel loss plus a
-perceptual loss. Here the start is the model's encoder when it has one (encoder.py, one forward pass), and a few
+perceptual loss. Here the start is the model's encoder when it has one (encoder.py, one or two passes), and a few
 refinement steps follow; noise stays const, as in every edit, so a projection is a point of the same space the
 seeds live in.
 
