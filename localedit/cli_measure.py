@@ -193,8 +193,6 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
         init = load_encoder(model.folder, model.generator)
         if init is None:
             raise ValueError(f"{args.model} has no encoder to train further or refine; drop --further/--refiner")
-        if args.refiner and init.refiner is not None:
-            raise ValueError(f"{args.model}'s encoder already has a refiner")
         earlier = json.loads((Path(model.folder) / "encoder.json").read_text())
     encoder, record = train_encoder(model.generator, config, checkpoint, threads=args.threads, init=init)
     if earlier is not None:

@@ -127,11 +127,9 @@ def encode(encoder: Encoder, generator: Generator, images: Tensor) -> Tensor:
     """images [B, 3, H, W] → W+ [B, n_latent, style_dim]: the first stage's answer, then, where the encoder has a
     refiner, that answer plus the refiner's correction (one more synthesis pass)."""
     w = generator.latent_avg + encoder(images)
-    return _refined(encoder, generator, images, w) if encoder.refiner is not None else w
-
-
-def _refined(encoder: Encoder, generator: Generator, images: Tensor, w: Tensor) -> Tensor:
-    return w + encoder.refiner(torch.cat([images, generator.synthesize(generator.styles(w)).clamp(-1, 1)], 1))
+    if encoder.refiner is not None:
+        w = w + encoder.refiner(torch.cat([images, generator.synthesize(generator.styles(w)).clamp(-1, 1)], 1))
+    return w
 
 
 # --- training ----------------------------------------------------------------------------------------------
@@ -211,12 +209,7 @@ def train_encoder(generator: Generator, config: EncoderTrainConfig, checkpoint: 
             samples = generator.synthesize(generator.styles(w_true)).clamp(-1, 1)
         x = torch.cat([samples, faces[torch.randint(len(faces), (config.batch - half,), generator=rng)]])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            if config.refiner:
-                with torch.no_grad():
-                    first = generator.latent_avg + encoder(x)
-                w = _refined(encoder, generator, x, first)
-            else:
-                w = encode(encoder, generator, x)
+            w = encode(encoder, generator, x)  # a fixed first stage builds no graph
             pixel = F.mse_loss(generator.synthesize(generator.styles(w)).float(), x)
             latent = F.mse_loss(w[:half].float(), w_true) if half else torch.zeros(())
             loss = pixel + config.latent_weight * latent
