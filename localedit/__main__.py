@@ -107,8 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cli_edits.cmd_edit)
 
     def projection_knobs(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--steps", type=int, help="refinement steps after the encoder (default: the app's)")
-        p.add_argument("--lr", type=float, help="Adam's rate for the refinement")
+        p.add_argument("--steps", type=int, help="the refinement's gradient evaluations after the encoder (default: "
+                       "the app's)")
+        p.add_argument("--optimizer", help="the refinement's optimizer, lbfgs or adam (default: the app's, "
+                       "lbfgs)")
+        p.add_argument("--lr", type=float, help="L-BFGS's first trial step (default 1) or Adam's rate (default "
+                       "0.06)")
         p.add_argument("--perceptual", type=float, help="weight of the judge-feature loss (0: pixels only)")
         p.add_argument("--no-encoder", action="store_true", help="start from the average face, as Image2StyleGAN")
         p.add_argument("--judge", default="assets/judge", help="the judge's folder (for the perceptual loss)")
@@ -127,11 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="the folder to write projection.json and projection.png")
     p.add_argument("--tune", action="store_true", help="instead, compare settings on tuning faces (never the "
                    "held-out ones): every combination of the --tune-* values")
-    p.add_argument("--tune-steps", type=int, nargs="+", default=[40, 80, 120])
-    p.add_argument("--tune-lr", type=float, nargs="+", default=[0.02, 0.05])
-    p.add_argument("--tune-perceptual", type=float, nargs="+", default=[0.0, 0.5])
+    p.add_argument("--tune-optimizer", nargs="+", default=["lbfgs"], help="lbfgs, adam or both")
+    p.add_argument("--tune-steps", type=int, nargs="+", default=[60, 80, 100])
+    p.add_argument("--tune-lr", type=float, nargs="+", default=[None], help="(default: each optimizer's own)")
+    p.add_argument("--tune-perceptual", type=float, nargs="+", default=[0.05, 0.1])
+    p.add_argument("--tune-history", type=int, nargs="+", default=[50], help="L-BFGS's curvature pairs")
     p.add_argument("--tune-perceptual-every", type=int, nargs="+", default=[1],
-                   help="the judge's loss on every k-th refinement step only")
+                   help="Adam only: the judge's loss on every k-th refinement step only")
     p.set_defaults(func=cli_measure.cmd_evaluate_projection)
 
     p = command("train-encoder", help="train an encoder (image → W+) for a model; it goes into the model folder")

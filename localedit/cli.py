@@ -56,10 +56,9 @@ def torgb_override(value: str | None) -> bool | None:
 def projection_settings(args: argparse.Namespace):
     from localedit.projection import DEFAULT, ProjectSettings
 
-    return ProjectSettings(steps=DEFAULT.steps if args.steps is None else args.steps,
-                           lr=DEFAULT.lr if args.lr is None else args.lr,
+    return ProjectSettings(steps=DEFAULT.steps if args.steps is None else args.steps, lr=args.lr,
                            perceptual=DEFAULT.perceptual if args.perceptual is None else args.perceptual,
-                           use_encoder=not args.no_encoder)
+                           use_encoder=not args.no_encoder, optimizer=args.optimizer or DEFAULT.optimizer)
 
 
 def encoder_and_judge(model, args: argparse.Namespace, settings):

@@ -122,27 +122,38 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
           f"synthesis passes   judge mIoU {m['projection_miou']:.3f} (on the inputs themselves "
           f"{m['input_miou']:.3f})")
     print(f"{'part':>12}  projected targets: colour shape leak | seed targets: colour shape leak")
-    for part, kinds in m["editability"].items():
-        a, b = kinds["projected"], kinds["seed"]
-        print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
-              f"{b['shape']:6.2f} {b['leak']:6.3f}")
+    _print_editability(m["editability"])
+    c = m["editability_control"]
+    print(f"control: {c['seeds']} generator samples from seed {c['first_seed']}, projected "
+          f"({c['projection_psnr_median']:.2f} dB), against the same seeds; the same columns")
+    _print_editability(c["parts"])
     print(f"wrote {out / 'projection.json'} and {out / 'projection.png'}")
 
 
+def _print_editability(parts: dict) -> None:
+    for part, kinds in parts.items():
+        a, b = kinds["projected"], kinds["seed"]
+        print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
+              f"{b['shape']:6.2f} {b['leak']:6.3f}   leak ×{a['leak'] / b['leak']:.2f}")
+
+
 def _tune_projection(editor, encoder, judge, args: argparse.Namespace) -> None:
-    from localedit.projection import ProjectSettings
+    from localedit.projection import DEFAULT, ProjectSettings
     from localedit.projection_eval import tune
 
     grid = [ProjectSettings(steps=steps, lr=lr, perceptual=perceptual, use_encoder=not args.no_encoder,
-                            perceptual_every=every)
-            for steps in args.tune_steps for lr in args.tune_lr for perceptual in args.tune_perceptual
-            for every in args.tune_perceptual_every]
+                            perceptual_every=every, optimizer=optimizer, history=history)
+            for optimizer in args.tune_optimizer for steps in args.tune_steps for lr in args.tune_lr
+            for perceptual in args.tune_perceptual
+            for every in (args.tune_perceptual_every if optimizer == "adam" else [1])
+            for history in (args.tune_history if optimizer == "lbfgs" else [DEFAULT.history])]
     print(f"{len(grid)} candidates on {args.faces} tuning faces; per candidate: median PSNR of the projection, judge "
           "mIoU, synthesis passes (batch 1)")
     for row in tune(editor, encoder, judge, grid, args.faces):
         s, t = row["settings"], row["time"]
-        print(f"steps {s['steps']:4d} lr {s['lr']:.3f} perceptual {s['perceptual']:.2f} every "
-              f"{s['perceptual_every']}   "
+        knob = f"history {s['history']:3d}" if s["optimizer"] == "lbfgs" else f"every {s['perceptual_every']}"
+        print(f"{s['optimizer']:5s} steps {s['steps']:4d} lr {ProjectSettings(**s).rate:.3f} perceptual "
+              f"{s['perceptual']:.2f} {knob}   "
               f"{row['projection_psnr_median']:6.2f} dB  mIoU {row['projection_miou']:.3f}  "
               f"{t['projection_passes']:6.1f} passes   (encoder alone {row['encoder_psnr_median']:.2f} dB)", flush=True)
 

@@ -2,14 +2,15 @@
 
 The paper names real images as its extension (§1, §5), embedded by Image2StyleGAN (its ref. [1]): Adam on a W+
 latent (one w per style input, [n_latent, style_dim]), started from `latent_avg`, on a pixel loss plus a
-perceptual loss. Here the start is the model's encoder when it has one (encoder.py, one or two passes), and a few
-refinement steps follow; noise stays const, as in every edit, so a projection is a point of the same space the
-seeds live in.
+perceptual loss. Here the start is the model's encoder when it has one (encoder.py, one or two passes), and a
+refinement follows, by L-BFGS rather than Adam unless asked (`refine`); noise stays const, as in every edit, so
+a projection is a point of the same space the seeds live in.
 
 - `read_image` turns a file's bytes into RGB pixels, refusing what cannot be one (not an image, truncated, huge,
   no colour channels, an alpha channel) with an error that says so;
 - `fit_image` centre-crops to a square and resizes to the model's resolution, and reports the crop;
-- `project` returns the latent, its styles, the reconstruction and its PSNR, and the loss per step.
+- `project` returns the latent, its styles, the reconstruction and its PSNR, and the loss at each of the
+  refinement's gradient evaluations.
 
 The perceptual loss compares the judge's encoder features (judge.py), which exist offline for the embedded
 genre; without a judge the loss is the pixel loss alone. Everything is deterministic for the same pixels and
@@ -60,25 +61,43 @@ class Crop:
     height: int
 
 
+OPTIMIZERS = ("lbfgs", "adam")
+DEFAULT_RATES = {"lbfgs": 1.0, "adam": 0.06}  # L-BFGS: the first trial step of its line search; Adam: its rate
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
     """How a picture is projected. The defaults are the app's, chosen on TUNING_FACES."""
 
-    steps: int = 140  # refinement steps after the start (0: the encoder's answer, or the average face)
-    lr: float = 0.06
+    steps: int = 100  # gradient evaluations after the start (0: the encoder's answer, or the average face)
+    lr: float | None = None  # None: the optimizer's own (DEFAULT_RATES)
     perceptual: float = 0.1  # weight of the judge-feature loss against the pixel loss (0: pixels only)
     use_encoder: bool = True
-    perceptual_every: int = 1  # the judge's loss on every k-th step only (the others are cheaper pixel steps)
+    perceptual_every: int = 1  # Adam only: the judge's loss on every k-th step (the others are cheaper pixel steps)
+    optimizer: str = "lbfgs"  # L-BFGS (strong-Wolfe line search) or Adam (cosine-decayed rate), see `refine`
+    history: int = 50  # L-BFGS: the curvature pairs it keeps
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.steps, int) and 0 <= self.steps <= 5000):
-            raise ValueError(f"steps must be a whole number from 0 to 5000, got {self.steps!r}")
-        if not (isinstance(self.perceptual_every, int) and self.perceptual_every >= 1):
-            raise ValueError(f"perceptual_every must be a whole number ≥ 1, got {self.perceptual_every!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name, low in (("steps", 0), ("perceptual_every", 1), ("history", 1)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= 5000):
+                raise ValueError(f"{name} must be a whole number from {low} to 5000, got {value!r}")
+        if self.optimizer == "lbfgs" and self.perceptual_every != 1:
+            raise ValueError("perceptual_every is Adam's: L-BFGS's line search needs the same loss at every "
+                             "evaluation")
         for name in ("lr", "perceptual"):
             value = getattr(self, name)
+            if name == "lr" and value is None:
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+
+    @property
+    def rate(self) -> float:
+        """`lr`, or the optimizer's own when it is None."""
+        return DEFAULT_RATES[self.optimizer] if self.lr is None else float(self.lr)
 
 
 DEFAULT = ProjectSettings()
@@ -90,7 +109,7 @@ class Projection:
     image: np.ndarray  # uint8 [size, size, 3], the generator's rendering of the latent
     target: np.ndarray  # uint8 [size, size, 3], the input as fitted to the model
     crop: Crop
-    losses: tuple[float, ...]  # the loss at each refinement step
+    losses: tuple[float, ...]  # the loss at each gradient evaluation of the refinement
     psnr: float  # of `image` against `target`, dB
 
 
@@ -184,27 +203,58 @@ def start_latents(generator: Generator, images: Tensor, encoder: Encoder | None)
 def refine(generator: Generator, targets: Tensor, start: Tensor, settings: ProjectSettings,
            judge: Judge | None = None, progress: Callable[[int, int], None] | None = None
            ) -> tuple[Tensor, list[float]]:
-    """Adam on W+ latents [B, n_latent, style_dim] towards targets [B, 3, H, W]: the mean squared pixel error plus
-    `settings.perceptual` × the judge-feature error (on every `perceptual_every`-th step), for settings.steps steps
-    with a cosine-decayed rate. Each image
-    is its own problem (the losses are summed over the batch). Returns the latents and the loss per step."""
-    latent = start.detach().clone().requires_grad_(True)
+    """W+ latents [B, n_latent, style_dim] from `start` towards targets [B, 3, H, W]. The loss is the mean squared
+    pixel error plus `settings.perceptual` × the judge-feature error; each image is its own problem, and
+    settings.steps bounds its gradient evaluations (each a synthesis forward and backward pass). Returns the latents
+    and the loss at each evaluation (the batch's mean).
+
+    - "lbfgs": L-BFGS with a strong-Wolfe line search, one image at a time; the answer is the lowest-loss point
+      it evaluated. W+ of one image is a few thousand numbers and the loss is smooth, so a curvature model
+      pays: it needs far fewer evaluations than Adam for the same fidelity (the model card has the figures).
+    - "adam": Image2StyleGAN's optimizer, the whole batch at once (its per-coordinate steps keep the images
+      apart), at a cosine-decayed rate; the judge's loss may run on every `perceptual_every`-th step only.
+
+    progress(done, total) is called after each evaluation, counted over the batch."""
     if settings.steps == 0:
-        return latent.detach(), []
-    opt = torch.optim.Adam([latent], lr=settings.lr, betas=(0.9, 0.999))
+        return start.detach().clone(), []
     use_judge = judge is not None and settings.perceptual > 0
     with torch.no_grad():
         goal = [f.detach() for f in _features(judge, targets)] if use_judge else []
+
+    def loss_of(latent: Tensor, targets: Tensor, goal: list[Tensor], perceptual: bool = True) -> Tensor:
+        """The loss of each image, summed over the batch."""
+        image = generator.synthesize(generator.styles(latent))
+        loss = (image - targets).square().mean(dim=(1, 2, 3)).sum()
+        if use_judge and perceptual:
+            loss = loss + settings.perceptual * sum((f - g).square().mean(dim=(1, 2, 3)) for f, g in
+                                                    zip(_features(judge, image), goal, strict=True)).sum()
+        return loss
+
+    if settings.optimizer == "adam":
+        return _adam(loss_of, targets, start, goal, settings, progress)
+    latents, losses = [], []
+    for i in range(len(targets)):
+        def report(step: int, i: int = i) -> None:
+            if progress is not None:
+                progress(i * settings.steps + step, len(targets) * settings.steps)
+
+        latent, trace = _lbfgs(lambda w, i=i: loss_of(w, targets[i:i + 1], [g[i:i + 1] for g in goal]),
+                               start[i:i + 1], settings, report)
+        latents.append(latent)
+        losses.append(trace + trace[-1:] * (settings.steps - len(trace)))
+    return torch.cat(latents), [float(v) for v in np.mean(losses, axis=0)]
+
+
+def _adam(loss_of: Callable, targets: Tensor, start: Tensor, goal: list[Tensor], settings: ProjectSettings,
+          progress: Callable[[int, int], None] | None) -> tuple[Tensor, list[float]]:
+    latent = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=settings.rate, betas=(0.9, 0.999))
     losses = []
     for step in range(settings.steps):
         for group in opt.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-        image = generator.synthesize(generator.styles(latent))
-        loss = (image - targets).square().mean(dim=(1, 2, 3)).sum()
-        if use_judge and step % settings.perceptual_every == settings.perceptual_every - 1:
-            feats = _features(judge, image)
-            loss = loss + settings.perceptual * sum((f - g).square().mean(dim=(1, 2, 3)) for f, g in
-                                                    zip(feats, goal, strict=True)).sum()
+            group["lr"] = settings.rate * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
+        every = settings.perceptual_every
+        loss = loss_of(latent, targets, goal, perceptual=step % every == every - 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -214,12 +264,47 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
     return latent.detach(), losses
 
 
+class _Spent(Exception):
+    """The evaluation budget is used up (raised inside L-BFGS's closure, which has no other way out)."""
+
+
+def _lbfgs(loss_of: Callable[[Tensor], Tensor], start: Tensor, settings: ProjectSettings,
+           report: Callable[[int], None]) -> tuple[Tensor, list[float]]:
+    """One image's L-BFGS within settings.steps evaluations → the lowest-loss latent it evaluated, and the losses."""
+    latent = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([latent], lr=settings.rate, max_iter=settings.steps, max_eval=2 * settings.steps,
+                            history_size=settings.history, tolerance_grad=0.0, tolerance_change=0.0,
+                            line_search_fn="strong_wolfe")
+    losses: list[float] = []
+    best = (math.inf, latent.detach().clone())
+
+    def closure() -> Tensor:
+        nonlocal best
+        if len(losses) == settings.steps:
+            raise _Spent
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(latent)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        if losses[-1] < best[0]:
+            best = (losses[-1], latent.detach().clone())
+        report(len(losses))
+        return loss
+
+    try:
+        while len(losses) < settings.steps:  # a step ends early only where the gradient is exactly zero
+            opt.step(closure)
+    except _Spent:
+        pass
+    return best[1], losses
+
+
 def project(generator: Generator, image: np.ndarray, encoder: Encoder | None = None, judge: Judge | None = None,
             settings: ProjectSettings = DEFAULT,
             progress: Callable[[int, int], None] | None = None) -> Projection:
     """Project one picture (uint8 [H, W, 3], any size) into `generator`'s W+; see the module docstring.
 
-    progress(step, steps) is called after each refinement step."""
+    progress(done, total) is called after each of the refinement's gradient evaluations."""
     fitted, crop = fit_image(image, generator.config.size)
     generator = generator.eval().requires_grad_(False)
     judge = judge.eval().requires_grad_(False) if judge is not None else None

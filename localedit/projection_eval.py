@@ -10,7 +10,11 @@ each has exact part labels. The figures:
   at batch 1 within one run;
 - editability: for every judged part, edits of projected targets against edits of seed targets by the same
   reference seeds, in transfer (colour, shape) and leak as transfer.py defines them. A W+ latent far from W can
-  reconstruct well and edit badly, so this is measured, not assumed.
+  reconstruct well and edit badly, so this is measured, not assumed;
+- editability, controlled: the procedural faces are other pictures than the seed targets (their eyes, lips and
+  backgrounds differ), so the comparison above mixes what projecting costs with what the pictures are. The
+  control holds the pictures fixed: generator samples of `CONTROL_SEEDS` are projected like any upload, and
+  edits of their projections are compared with edits of the seeds themselves, pair for pair.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from localedit.transfer import pair_figures, summarize
 
 REFERENCE_SEEDS = range(200_000, 210_000)  # the references of the editability pairs
 SEED_TARGETS = range(210_000, 220_000)  # the seed targets they are compared with
+CONTROL_SEEDS = range(220_000, 230_000)  # generator samples projected for the controlled comparison
 
 
 def _miou(judge: Judge, images: torch.Tensor, truth: np.ndarray) -> float:
@@ -100,7 +105,12 @@ def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, set
     targets = to_tensor(images)
     start = start_latents(g, targets, encoder if settings.use_encoder else None)
     bar = tqdm(total=settings.steps, desc="projecting", disable=not progress, leave=False)
-    latents, _ = refine(g, targets, start, settings, judge, lambda step, total: bar.update())
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    latents, _ = refine(g, targets, start, settings, judge, advance)
     bar.close()
     with torch.inference_mode():
         rendered = g.synthesize(g.styles(latents))
@@ -125,6 +135,7 @@ def measure_projection(editor: Editor, encoder: Encoder | None, judge: Judge, n:
     result, projected = fidelity(editor.generator, encoder, judge, EVAL_FACES[:n], settings, progress)
     result["time"] = _timings(editor, encoder, judge, projected.images, settings, timing_repeats)
     result["editability"] = editability(editor, judge, [Latent.of(w) for w in projected.latents], progress)
+    result["editability_control"] = editability_control(editor, encoder, judge, n, settings, progress)
     return result, projected
 
 
@@ -144,17 +155,38 @@ def tune(editor: Editor, encoder: Encoder | None, judge: Judge, grid: list[Proje
 def editability(editor: Editor, judge: Judge, latents: list[Latent], progress: bool = True) -> dict:
     """Per judged part: transfer and leak of edits of the projected targets, and of seed targets, by the same
     references (REFERENCE_SEEDS)."""
+    return _compare_edits(editor, judge, {"projected": latents, "seed": list(SEED_TARGETS[:len(latents)])},
+                          progress)
+
+
+def editability_control(editor: Editor, encoder: Encoder | None, judge: Judge, n: int, settings: ProjectSettings,
+                        progress: bool = True) -> dict:
+    """Per judged part: edits of the projections of n generator samples (CONTROL_SEEDS, rendered at the model's
+    ψ) against edits of those samples themselves, by the same references; and the projections' median PSNR."""
+    psi = editor.resolve_truncation()
+    seeds = list(CONTROL_SEEDS[:n])
+    targets = to_tensor(np.stack([editor.sample(seed, psi).pixels for seed in seeds]))
+    g = editor.generator
+    start = start_latents(g, targets, encoder if settings.use_encoder else None)
+    latents, _ = refine(g, targets, start, settings, judge)
+    parts = _compare_edits(editor, judge, {"projected": [Latent.of(w) for w in latents], "seed": seeds}, progress)
+    return {"seeds": n, "first_seed": CONTROL_SEEDS.start,
+            "projection_psnr_median": float(reconstruction_psnr(g, latents, targets).median()), "parts": parts}
+
+
+def _compare_edits(editor: Editor, judge: Judge, kinds: dict[str, list], progress: bool) -> dict:
+    """Per judged part and kind of target: the transfer figures of editing the kind's i-th target by
+    REFERENCE_SEEDS[i] at the part's own settings."""
     psi = editor.resolve_truncation()
     out = {}
     for part in tqdm(judged_parts(editor), desc="editability", disable=not progress, leave=False):
-        kinds = {}
-        for kind, targets in (("projected", latents), ("seed", list(SEED_TARGETS[:len(latents)]))):
+        out[part] = {}
+        for kind, targets in kinds.items():
             results = [editor.edit(t, REFERENCE_SEEDS[i], part, truncation=psi) for i, t in enumerate(targets)]
             x = to_tensor(np.stack([im for r in results for im in (r.target, r.reference, r.edited)]))
             lab, labels = srgb_to_lab(x), judge.labels(x)
             figures = pair_figures(part, lab[0::3], lab[1::3], lab[2::3], labels[0::3], labels[1::3], labels[2::3])
-            kinds[kind] = summarize(figures).as_dict()
-        out[part] = kinds
+            out[part][kind] = summarize(figures).as_dict()
     return out
 
 

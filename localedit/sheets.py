@@ -125,10 +125,10 @@ def edit_grid(editor: Editor, targets: Sequence[int], references: Sequence[int],
 
 
 def projection_figure(projection: Projection, height: int = 192) -> Image.Image:
-    """The picture as fitted to the model | its projection | the loss at each refinement step."""
+    """The picture as fitted to the model | its projection | the loss at each of the refinement's evaluations."""
     scale = _scale_for(projection.target, height)
     images = [viz.upscale(projection.target, scale), viz.upscale(projection.image, scale)]
     side = images[0].shape[0]
-    plot = np.asarray(viz.line_plot(projection.losses, side, side, "loss per step"))
+    plot = np.asarray(viz.line_plot(projection.losses, side, side, "loss per evaluation"))
     return viz.labelled_row([*images, plot], ["the picture (cropped)", f"projection  {projection.psnr:.1f} dB",
-                                              f"{len(projection.losses)} refinement steps"])
+                                              f"{len(projection.losses)} refinement evaluations"])

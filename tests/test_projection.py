@@ -62,14 +62,15 @@ def test_fit_image_centre_crops_and_reports_it():
         fit_image(np.zeros((40, 40), np.uint8), 16)
 
 
-def test_projection_recovers_a_sample_and_is_deterministic(tiny_generator):
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_projection_recovers_a_sample_and_is_deterministic(tiny_generator, optimizer):
     g = tiny_generator
     with torch.inference_mode():
         w = g.truncate(g.mapping(torch.randn(1, g.style_dim, generator=torch.Generator().manual_seed(5))), 0.7)
         image = g.synthesize(g.styles(w))
     pixels = ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
     calls = []
-    settings = ProjectSettings(steps=40, lr=0.05, perceptual=0.0, use_encoder=False)
+    settings = ProjectSettings(steps=40, perceptual=0.0, use_encoder=False, optimizer=optimizer)
     a = project(g, pixels, settings=settings, progress=lambda step, total: calls.append((step, total)))
     b = project(g, pixels, settings=settings)
     assert calls == [(i, 40) for i in range(1, 41)]
@@ -163,8 +164,34 @@ def test_the_perceptual_loss_can_run_on_every_kth_step_only(tiny_generator, monk
                         or features(j, images))
     target = torch.zeros(1, 3, 32, 32)
     start = tiny_generator.latent_avg.detach()[None, None].expand(1, tiny_generator.n_latent, -1)
-    projection.refine(tiny_generator, target, start, ProjectSettings(steps=6, perceptual=0.5, perceptual_every=3),
-                      judge)
+    projection.refine(tiny_generator, target, start, ProjectSettings(steps=6, perceptual=0.5, perceptual_every=3,
+                                                                     optimizer="adam"), judge)
     assert seen == [False, True, True]  # the goal's (no gradient), then two renderings'
-    with pytest.raises(ValueError, match="perceptual_every must be a whole number ≥ 1"):
-        ProjectSettings(perceptual_every=0)
+    with pytest.raises(ValueError, match="perceptual_every must be a whole number from 1"):
+        ProjectSettings(perceptual_every=0, optimizer="adam")
+    with pytest.raises(ValueError, match="L-BFGS's line search needs the same loss"):
+        ProjectSettings(perceptual_every=2)
+
+
+def test_lbfgs_keeps_to_its_budget_answers_its_best_point_and_solves_each_image_alone(tiny_generator, monkeypatch):
+    """Within `steps` evaluations however its line search goes, the latent is the lowest-loss point it evaluated,
+    and a batch gives each image what it would get alone."""
+    from localedit import projection
+
+    g = tiny_generator
+    targets = torch.rand(2, 3, g.config.size, g.config.size) * 2 - 1
+    start = g.latent_avg.detach()[None, None].expand(2, g.n_latent, -1).clone()
+    settings = ProjectSettings(steps=7, perceptual=0.0, history=3)
+    calls, evaluated = [], []
+    synthesize = g.synthesize
+    monkeypatch.setattr(g, "synthesize", lambda styles: evaluated.append(1) or synthesize(styles))
+    both, losses = projection.refine(g, targets, start, settings, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 14) for i in range(1, 15)] and len(losses) == 7 and len(evaluated) == 14
+    alone, alone_losses = projection.refine(g, targets[1:], start[1:], settings)
+    assert torch.equal(both[1], alone[0])
+    assert len(set(alone_losses)) > 1  # it moved
+    with torch.no_grad():  # the answer is the best point evaluated, whichever evaluation that was
+        assert min(alone_losses) == pytest.approx(float((synthesize(g.styles(alone)) - targets[1:]).square().mean()),
+                                                  rel=1e-5)
+    with pytest.raises(ValueError, match="optimizer must be one of lbfgs, adam"):
+        ProjectSettings(optimizer="sgd")
