@@ -310,14 +310,18 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     gr.on([], edit, controls, outputs, api_name="edit", **synth)
     seed_boxes = (target_box, reference_box)
     sources = [target_source["kind"], target_source["name"], reference_source["kind"], reference_source["name"]]
-    gr.on([c.change for c in controls[1:] if c not in seed_boxes] + entered(seed_boxes) + [edit_asked.change],
+    # A part brings its own ε and threshold (on_part), so it asks for its edit once they are set, as a model does;
+    # its change event would edit the new part at the old part's settings first.
+    gr.on([c.change for c in controls[1:] if c not in (*seed_boxes, part_box)] + entered(seed_boxes) +
+          [edit_asked.change],
           edit_page, [mode_box, edit_shown, *controls, *sources], outputs + [target_thumb, reference_thumb, edit_shown],
           trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(**ask_edit)
     wire_pictures([target_source, reference_source], model_box, project_page, ask_edit)
     gr.on([], project, [model_box, target_source["file"]], [target_source["projection"], psnr_box,
                                                              target_source["name"]], api_name="project", **PROJECTING)
-    part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private")
+    part_box.input(on_part, [model_box, part_box], [epsilon_box, threshold_box], api_visibility="private").then(
+        **ask_edit)
     # Raw values (preprocess=False): Gradio would refuse a value past a slider's end before the callback could
     # move that end.
     threshold_box.input(on_threshold, [model_box, part_box, threshold_box, epsilon_box], epsilon_box,

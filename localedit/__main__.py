@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                        "the app's)")
         p.add_argument("--optimizer", help="the refinement's optimizer, lbfgs or adam (default: the app's, "
                        "lbfgs)")
-        p.add_argument("--lr", type=float, help="L-BFGS's first trial step (default 1) or Adam's rate (default "
-                       "0.06)")
+        p.add_argument("--lr", type=float, help="the refinement's step: L-BFGS's first trial step or Adam's rate "
+                       "(default: the optimizer's own)")
         p.add_argument("--perceptual", type=float, help="weight of the judge-feature loss (0: pixels only)")
         p.add_argument("--no-encoder", action="store_true", help="start from the average face, as Image2StyleGAN")
         p.add_argument("--judge", default="assets/judge", help="the judge's folder (for the perceptual loss)")
@@ -133,9 +133,11 @@ def main(argv: list[str] | None = None) -> None:
                    "held-out ones): every combination of the --tune-* values")
     p.add_argument("--tune-optimizer", nargs="+", default=["lbfgs"], help="lbfgs, adam or both")
     p.add_argument("--tune-steps", type=int, nargs="+", default=[60, 80, 100])
-    p.add_argument("--tune-lr", type=float, nargs="+", default=[None], help="(default: each optimizer's own)")
+    p.add_argument("--tune-lr", type=float, nargs="+", default=[None], help="applies to each "
+                   "--tune-optimizer, meaning its own step (default: each optimizer's own)")
     p.add_argument("--tune-perceptual", type=float, nargs="+", default=[0.05, 0.1])
-    p.add_argument("--tune-history", type=int, nargs="+", default=[50], help="L-BFGS's curvature pairs")
+    p.add_argument("--tune-history", type=int, nargs="+", default=[50], help="L-BFGS only: the curvature "
+                   "pairs it keeps")
     p.add_argument("--tune-perceptual-every", type=int, nargs="+", default=[1],
                    help="Adam only: the judge's loss on every k-th refinement step only")
     p.set_defaults(func=cli_measure.cmd_evaluate_projection)

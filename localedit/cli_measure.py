@@ -118,14 +118,16 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
     print(f"{m['faces']} held-out faces from {m['first_face']}; {settings}")
     print(f"encoder only      median PSNR {m['encoder_psnr_median']:6.2f} dB   {t['encoder_passes']:6.1f} synthesis "
           f"passes")
+    low, high = t["projection_passes_range"]
     print(f"projection        median PSNR {m['projection_psnr_median']:6.2f} dB   {t['projection_passes']:6.1f} "
-          f"synthesis passes   judge mIoU {m['projection_miou']:.3f} (on the inputs themselves "
-          f"{m['input_miou']:.3f})")
+          f"synthesis passes ({low:.0f}–{high:.0f})   judge mIoU {m['projection_miou']:.3f} (on the inputs "
+          f"themselves {m['input_miou']:.3f})   distance from W {m['projection_w_spread']:.3f}")
     print(f"{'part':>12}  projected targets: colour shape leak | seed targets: colour shape leak")
     _print_editability(m["editability"])
     c = m["editability_control"]
     print(f"control: {c['seeds']} generator samples from seed {c['first_seed']}, projected "
-          f"({c['projection_psnr_median']:.2f} dB), against the same seeds; the same columns")
+          f"({c['projection_psnr_median']:.2f} dB, distance from W {c['projection_w_spread']:.3f}), against the "
+          "same seeds; the same columns")
     _print_editability(c["parts"])
     print(f"wrote {out / 'projection.json'} and {out / 'projection.png'}")
 
@@ -133,8 +135,9 @@ def cmd_evaluate_projection(args: argparse.Namespace) -> None:
 def _print_editability(parts: dict) -> None:
     for part, kinds in parts.items():
         a, b = kinds["projected"], kinds["seed"]
+        ratio = f"{a['leak'] / b['leak']:.2f}" if b["leak"] > 0 else "—"
         print(f"{part:>12}  {a['color']:6.2f} {a['shape']:6.2f} {a['leak']:6.3f} | {b['color']:6.2f} "
-              f"{b['shape']:6.2f} {b['leak']:6.3f}   leak ×{a['leak'] / b['leak']:.2f}")
+              f"{b['shape']:6.2f} {b['leak']:6.3f}   leak ×{ratio}")
 
 
 def _tune_projection(editor, encoder, judge, args: argparse.Namespace) -> None:

@@ -210,11 +210,12 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
 
     - "lbfgs": L-BFGS with a strong-Wolfe line search, one image at a time; the answer is the lowest-loss point
       it evaluated. W+ of one image is a few thousand numbers and the loss is smooth, so a curvature model
-      pays: it needs far fewer evaluations than Adam for the same fidelity (the model card has the figures).
+      should need fewer evaluations than Adam (the model card compares them).
     - "adam": Image2StyleGAN's optimizer, the whole batch at once (its per-coordinate steps keep the images
       apart), at a cosine-decayed rate; the judge's loss may run on every `perceptual_every`-th step only.
 
-    progress(done, total) is called after each evaluation, counted over the batch."""
+    progress(done, total) is called after each evaluation: for L-BFGS counted over the batch's images one after
+    another (total = B × steps), for Adam in steps of the whole batch (total = steps)."""
     if settings.steps == 0:
         return start.detach().clone(), []
     use_judge = judge is not None and settings.perceptual > 0
@@ -241,7 +242,7 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
         latent, trace = _lbfgs(lambda w, i=i: loss_of(w, targets[i:i + 1], [g[i:i + 1] for g in goal]),
                                start[i:i + 1], settings, report)
         latents.append(latent)
-        losses.append(trace + trace[-1:] * (settings.steps - len(trace)))
+        losses.append(trace)  # always settings.steps long
     return torch.cat(latents), [float(v) for v in np.mean(losses, axis=0)]
 
 
@@ -292,7 +293,9 @@ def _lbfgs(loss_of: Callable[[Tensor], Tensor], start: Tensor, settings: Project
         return loss
 
     try:
-        while len(losses) < settings.steps:  # a step ends early only where the gradient is exactly zero
+        # A step also ends early on an exactly zero gradient or step; the next one evaluates again, so the loop
+        # ends when the budget does.
+        while len(losses) < settings.steps:
             opt.step(closure)
     except _Spent:
         pass

@@ -50,7 +50,7 @@ from localedit.transfer import pair_figures, summarize
 
 REFERENCE_SEEDS = range(200_000, 210_000)  # the references of the editability pairs
 SEED_TARGETS = range(210_000, 220_000)  # the seed targets they are compared with
-CONTROL_SEEDS = range(220_000, 230_000)  # generator samples projected for the controlled comparison
+CONTROL_SEEDS = range(240_000, 250_000)  # generator samples projected for the controlled comparison
 
 
 def _miou(judge: Judge, images: torch.Tensor, truth: np.ndarray) -> float:
@@ -64,7 +64,8 @@ def _miou(judge: Judge, images: torch.Tensor, truth: np.ndarray) -> float:
 
 def _timings(editor: Editor, encoder: Encoder | None, judge: Judge | None, images: np.ndarray,
              settings: ProjectSettings, repeats: int) -> dict[str, float]:
-    """Median seconds at batch 1, in turns: a synthesis pass, the encoder's answer, the default projection."""
+    """Median seconds at batch 1, in turns: a synthesis pass, the encoder's answer, the default projection; and
+    the projection's fastest and slowest turn, in passes."""
     g = editor.generator
     styles = editor.sample(0, editor.resolve_truncation()).styles
 
@@ -84,7 +85,9 @@ def _timings(editor: Editor, encoder: Encoder | None, judge: Judge | None, image
             times[name].append(time.perf_counter() - start)
     t = {name: statistics.median(v) for name, v in times.items()}
     return {"synthesis_s": t["synthesis"], "encoder_s": t["encoder"], "projection_s": t["projection"],
-            "encoder_passes": t["encoder"] / t["synthesis"], "projection_passes": t["projection"] / t["synthesis"]}
+            "encoder_passes": t["encoder"] / t["synthesis"], "projection_passes": t["projection"] / t["synthesis"],
+            "projection_passes_range": [min(times["projection"]) / t["synthesis"],
+                                        max(times["projection"]) / t["synthesis"]]}
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,11 @@ class Projected:
     latents: Tensor  # the refined W+
 
 
-def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, settings: ProjectSettings,
-             progress: bool = True) -> tuple[dict, Projected]:
-    """Project procedural faces (batched; each is its own problem) → PSNRs of the encoder's answer and of the
-    projection, the judge's mean IoU against the truth, and the projections."""
+def project_all(generator, encoder: Encoder | None, judge: Judge, targets: Tensor, settings: ProjectSettings,
+                progress: bool = True) -> tuple[Tensor, Tensor]:
+    """Project a batch of pictures [N, 3, H, W] (each its own problem) under a progress bar → the encoder's W+
+    and the refined W+."""
     g = generator.eval().requires_grad_(False)
-    images, truth = render_arrays(len(faces), g.config.size, offset=faces.start)
-    targets = to_tensor(images)
     start = start_latents(g, targets, encoder if settings.use_encoder else None)
     bar = tqdm(total=settings.steps, desc="projecting", disable=not progress, leave=False)
 
@@ -112,6 +113,23 @@ def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, set
 
     latents, _ = refine(g, targets, start, settings, judge, advance)
     bar.close()
+    return start, latents
+
+
+def w_spread(latents: Tensor) -> float:
+    """How far W+ latents [N, n_latent, style_dim] are from W: the mean squared distance of each one's w from
+    their mean (0 for a point of W)."""
+    return float((latents - latents.mean(dim=1, keepdim=True)).square().mean())
+
+
+def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, settings: ProjectSettings,
+             progress: bool = True) -> tuple[dict, Projected]:
+    """Project procedural faces → PSNRs of the encoder's answer and of the projection, the judge's mean IoU
+    against the truth, how far the projections are from W, and the projections."""
+    g = generator.eval().requires_grad_(False)
+    images, truth = render_arrays(len(faces), g.config.size, offset=faces.start)
+    targets = to_tensor(images)
+    start, latents = project_all(g, encoder, judge, targets, settings, progress)
     with torch.inference_mode():
         rendered = g.synthesize(g.styles(latents))
     encoder_psnr = reconstruction_psnr(g, start, targets).tolist()
@@ -122,12 +140,13 @@ def fidelity(generator, encoder: Encoder | None, judge: Judge, faces: range, set
         "projection_psnr_median": float(np.median(projection_psnr)),
         "projection_miou": _miou(judge, rendered, truth),
         "input_miou": _miou(judge, targets, truth),
+        "projection_w_spread": w_spread(latents),
         "encoder_psnr": encoder_psnr, "projection_psnr": projection_psnr,
     }, Projected(images, start, latents)
 
 
 def measure_projection(editor: Editor, encoder: Encoder | None, judge: Judge, n: int = 32,
-                       settings: ProjectSettings = DEFAULT, timing_repeats: int = 5,
+                       settings: ProjectSettings = DEFAULT, timing_repeats: int = 10,
                        progress: bool = True) -> tuple[dict, Projected]:
     """The figures of the module docstring on the first n of EVAL_FACES, as a JSON-ready dict, and the
     projections themselves."""
@@ -162,16 +181,16 @@ def editability(editor: Editor, judge: Judge, latents: list[Latent], progress: b
 def editability_control(editor: Editor, encoder: Encoder | None, judge: Judge, n: int, settings: ProjectSettings,
                         progress: bool = True) -> dict:
     """Per judged part: edits of the projections of n generator samples (CONTROL_SEEDS, rendered at the model's
-    ψ) against edits of those samples themselves, by the same references; and the projections' median PSNR."""
+    ψ) against edits of those samples themselves, by the same references; and the projections' median PSNR and
+    distance from W."""
     psi = editor.resolve_truncation()
     seeds = list(CONTROL_SEEDS[:n])
     targets = to_tensor(np.stack([editor.sample(seed, psi).pixels for seed in seeds]))
-    g = editor.generator
-    start = start_latents(g, targets, encoder if settings.use_encoder else None)
-    latents, _ = refine(g, targets, start, settings, judge)
+    _, latents = project_all(editor.generator, encoder, judge, targets, settings, progress)
     parts = _compare_edits(editor, judge, {"projected": [Latent.of(w) for w in latents], "seed": seeds}, progress)
     return {"seeds": n, "first_seed": CONTROL_SEEDS.start,
-            "projection_psnr_median": float(reconstruction_psnr(g, latents, targets).median()), "parts": parts}
+            "projection_psnr_median": float(reconstruction_psnr(editor.generator, latents, targets).median()),
+            "projection_w_spread": w_spread(latents), "parts": parts}
 
 
 def _compare_edits(editor: Editor, judge: Judge, kinds: dict[str, list], progress: bool) -> dict:

@@ -125,10 +125,13 @@ def edit_grid(editor: Editor, targets: Sequence[int], references: Sequence[int],
 
 
 def projection_figure(projection: Projection, height: int = 192) -> Image.Image:
-    """The picture as fitted to the model | its projection | the loss at each of the refinement's evaluations."""
+    """The picture as fitted to the model | its projection | the lowest loss so far at each of the refinement's
+    evaluations."""
     scale = _scale_for(projection.target, height)
     images = [viz.upscale(projection.target, scale), viz.upscale(projection.image, scale)]
     side = images[0].shape[0]
-    plot = np.asarray(viz.line_plot(projection.losses, side, side, "loss per evaluation"))
+    # The line search's rejected trials spike the raw trace; the answer is the best point so far.
+    best = np.minimum.accumulate(projection.losses) if projection.losses else []
+    plot = np.asarray(viz.line_plot(list(best), side, side, "best loss so far"))
     return viz.labelled_row([*images, plot], ["the picture (cropped)", f"projection  {projection.psnr:.1f} dB",
                                               f"{len(projection.losses)} refinement evaluations"])

@@ -218,6 +218,10 @@ def test_project_a_picture_then_edit_its_latent(model_dir, tmp_path):
     assert "not a picture" in _fails("project", str(tmp_path / "text.png"), "--model", str(model_dir),
                                      "-o", str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()  # nothing written for a bad picture
+    assert "optimizer must be one of lbfgs, adam" in _fails("project", str(tmp_path / "me.png"), "--model",
+                                                            str(model_dir), "--optimizer", "sgd",
+                                                            "-o", str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
     assert "not a latent file" in _fails("edit", "--model", str(model_dir), "--target-latent",
                                          str(tmp_path / "text.png"), "--reference", "7", "--part", "eyes",
                                          "-o", str(tmp_path / "bad.png"))
