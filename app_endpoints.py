@@ -277,18 +277,19 @@ def project(model: str, image: str) -> tuple[str, float, str]:
 
 @gpu
 def project_page(model, image, progress=gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
-    """The page's upload: `project`, under a progress bar, with the line the page shows beside the projection;
-    a refused file gets a notice and clears the projection (the last good edit stays on show)."""
+    """The page's upload: `project`, under a progress bar, with the line the page shows beside the projection,
+    and the picture box (left as it is, or emptied). A refused file gets a notice, and its projection and its box
+    are cleared, so no broken picture stays on show (the last good edit does)."""
     if image is None:  # cleared
-        return None, "", ""
+        return None, "", "", gr.skip()
     try:
         with user_errors():
             upload = PROJECTOR.project(model, image, lambda step, total: progress((step, total), desc="Projecting"))
     except gr.Error as e:
         gr.Warning(e.message)
-        return None, f"**This picture cannot be used:** {e.message}", ""
+        return None, f"**This picture cannot be used:** {e.message}", "", None
     log.info("project %s", upload.name)
-    return png(upload.projection), fidelity(upload), upload.name
+    return png(upload.projection), fidelity(upload), upload.name, gr.skip()
 
 
 def restore_upload(name: object) -> tuple:

@@ -229,7 +229,7 @@ def wire_pictures(sources: list[dict], model: gr.Dropdown, project_page: Callabl
         source["kind"].change(_show, source["kind"], [source["seeds"], source["pictures"]], api_visibility="private",
                               queue=False)
         source["kind"].input(**ask)
-        shown = [source["projection"], source["line"], source["name"]]
+        shown = [source["projection"], source["line"], source["name"], source["file"]]
         for event in (source["file"].upload, source["file"].clear, model.input):
             event(project_page, [model, source["file"]], shown, api_visibility="private", trigger_mode="always_last",
                   show_progress_on=source["file"], **PROJECTING).then(**ask)

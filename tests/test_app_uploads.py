@@ -186,8 +186,9 @@ def test_bad_pictures_are_refused_clearly_and_nothing_is_stored(app, client, upl
             app.project("tiny", str(path))
         assert "object at 0x" not in error.value.message, what  # PIL's repr of its buffer is no message
         with pytest.warns(UserWarning, match=words):
-            projected, line, name = app.project_page("tiny", {"path": str(path)})
-        assert (projected, name) == (None, "") and line.startswith("**This picture cannot be used:**"), what
+            projected, line, name, box = app.project_page("tiny", {"path": str(path)})
+        assert (projected, name, box) == (None, "", None), what  # the box is emptied: no broken picture on show
+        assert line.startswith("**This picture cannot be used:**"), what
     with pytest.raises(Exception, match="damaged or truncated"):
         client.predict("tiny", handle_file(str(_bad_files(tmp_path)["truncated"][0])), api_name="/project")
     good = _file(tmp_path, _face(3), "h.png")
@@ -219,14 +220,15 @@ def test_a_webcam_capture_an_opaque_rgba_png_is_its_rgb_picture(app, uploads, tm
 def test_the_page_projects_under_a_progress_bar_and_edits_when_ready(app, endpoints, uploads, tmp_path):
     path = _file(tmp_path, _face(5))
     calls = []
-    projected, line, name = app.project_page("tiny", {"path": str(path), "orig_name": "me.png"},
-                                             progress=lambda value, desc=None, **_: calls.append((value, desc)))
+    projected, line, name, box = app.project_page("tiny", {"path": str(path), "orig_name": "me.png"},
+                                                  progress=lambda value, desc=None, **_: calls.append((value, desc)))
+    assert box == gr.skip()  # the picture stays in its box
     assert calls == [((step, DEFAULT.steps), "Projecting") for step in range(1, DEFAULT.steps + 1)]
     upload = uploads.peek(name)
     assert np.array_equal(_pixels(projected), upload.projection)
     assert line.startswith(f"**PSNR {upload.psnr:.1f} dB** against your picture's centre square at 32 px")
     assert "only what it can represent" in line and "cartoon face" in line
-    assert app.project_page("tiny", None) == (None, "", "")  # cleared
+    assert app.project_page("tiny", None) == (None, "", "", gr.skip())  # cleared
     # The single edit's listener: an upload source waits for its projection, then is edited like a seed.
     controls = list(app.astuple(app.DEFAULT))
     with warnings.catch_warnings():
