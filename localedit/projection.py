@@ -61,8 +61,8 @@ class Crop:
     height: int
 
 
-OPTIMIZERS = ("lbfgs", "adam")
 DEFAULT_RATES = {"lbfgs": 1.0, "adam": 0.06}  # L-BFGS: the first trial step of its line search; Adam: its rate
+OPTIMIZERS = tuple(DEFAULT_RATES)
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,8 @@ def refine(generator: Generator, targets: Tensor, start: Tensor, settings: Proje
             if progress is not None:
                 progress(i * settings.steps + step, len(targets) * settings.steps)
 
-        latent, trace = _lbfgs(lambda w, i=i: loss_of(w, targets[i:i + 1], [g[i:i + 1] for g in goal]),
-                               start[i:i + 1], settings, report)
+        target, goal_i = targets[i:i + 1], [g[i:i + 1] for g in goal]  # sliced once, not at every evaluation
+        latent, trace = _lbfgs(lambda w, t=target, q=goal_i: loss_of(w, t, q), start[i:i + 1], settings, report)
         latents.append(latent)
         losses.append(trace)  # always settings.steps long
     return torch.cat(latents), [float(v) for v in np.mean(losses, axis=0)]
@@ -250,11 +250,10 @@ def _adam(loss_of: Callable, targets: Tensor, start: Tensor, goal: list[Tensor],
           progress: Callable[[int, int], None] | None) -> tuple[Tensor, list[float]]:
     latent = start.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=settings.rate, betas=(0.9, 0.999))
-    losses = []
+    losses, every = [], settings.perceptual_every
     for step in range(settings.steps):
         for group in opt.param_groups:
             group["lr"] = settings.rate * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-        every = settings.perceptual_every
         loss = loss_of(latent, targets, goal, perceptual=step % every == every - 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
