@@ -238,6 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixing", type=float, help="style-mixing probability")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
+    p.add_argument("--coverage", type=float, help="weight of the coverage loss (IMLE: each real face pulls its nearest "
+                   "generated sample towards it), beside G's GAN loss; 0 (the default) leaves it out")
+    p.add_argument("--coverage-pool", type=int, help="generated samples the coverage loss searches (default 512)")
+    p.add_argument("--coverage-refresh", type=int, help="steps one pool serves (default 8)")
+    p.add_argument("--coverage-batch", type=int, help="real faces the coverage loss pulls per step (default 16)")
+    p.add_argument("--part-weight", type=float, help="weight of the eyes', brows', nose's and mouth's pixels in the "
+                   "coverage loss (default 1)")
+    p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
+    p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "
                    "hardware runs bf16 natively)")
     p.add_argument("--export", metavar="MODEL_DIR", help="write the checkpoint's EMA generator as a model folder")

@@ -179,7 +179,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"exported the EMA generator of {checkpoint} → {args.export}")
         return
     # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
-    overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed")
+    overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed",
+                                               "coverage", "coverage_pool", "coverage_refresh", "coverage_batch",
+                                               "part_weight", "init", "d_warmup")
                  if getattr(args, k) is not None}
     if args.channels:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))

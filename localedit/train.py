@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from localedit.bench import hardware
+from localedit.coverage import SamplePool, coverage_loss, pixel_weights
 from localedit.hub import write_atomic
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
@@ -61,6 +62,18 @@ class TrainConfig:
     # state and losses stay fp32.
     bf16: bool = True
     seed: int = 0
+    # The coverage loss (IMLE, `coverage.py`): its weight beside G's GAN loss (0: off), the pool of samples it
+    # searches, how many steps a pool serves, how many real faces it pulls per step, and the weight of the small
+    # parts' pixels in its MSE.
+    coverage: float = 0.0
+    coverage_pool: int = 512
+    coverage_refresh: int = 8
+    coverage_batch: int = 16
+    part_weight: float = 1.0
+    # A warm start: G (and its EMA) start from this model folder's generator, D from scratch; for the first
+    # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
+    init: str = ""
+    d_warmup: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -72,6 +85,11 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
+        if self.coverage < 0 or self.part_weight <= 0:
+            raise ValueError(f"coverage must be ≥ 0 and part_weight > 0, got {self.coverage} and {self.part_weight}")
+        if self.coverage and not (1 <= self.coverage_batch <= self.n_faces and self.coverage_pool >= 1
+                                  and self.coverage_refresh >= 1):
+            raise ValueError("coverage_batch must be 1..n_faces, and coverage_pool and coverage_refresh ≥ 1")
 
     @property
     def gamma(self) -> float:
@@ -159,17 +177,22 @@ class Discriminator(nn.Module):
         return self.final_linear(x.flatten(1)).squeeze(1)
 
 
-def render_faces(n: int, size: int, cache: Path | None = None) -> Tensor:
-    """Faces 0..n-1 as uint8 [N, 3, size, size], cached as .npy so a resumed run skips the rendering."""
+def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
+    """Faces 0..n-1 as (uint8 [N, 3, size, size], their part labels uint8 [N, size, size]), cached as `cache`
+    and `cache` with `-labels` added to its stem (.npy), so a resumed run skips the rendering."""
     from localedit.faces import render_arrays
 
-    images = np.load(cache) if cache is not None and cache.exists() else None
-    if images is None or images.shape != (n, size, size, 3):
-        images = render_arrays(n, size, workers=2 if n >= 2000 else 1)[0]
+    label_cache = cache.with_name(cache.stem + "-labels.npy") if cache is not None else None
+    images = labels = None
+    if cache is not None and cache.exists() and label_cache.exists():
+        images, labels = np.load(cache), np.load(label_cache)
+    if images is None or images.shape != (n, size, size, 3) or labels.shape != (n, size, size):
+        images, labels = render_arrays(n, size, workers=2 if n >= 2000 else 1)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache, images)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+            np.save(label_cache, labels)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -198,13 +221,20 @@ def native_bf16(device: torch.device) -> bool:
 class Trainer:
     """G, D, the EMA of G, both optimisers and the counters; one `train_step()` is one D update and one G update."""
 
-    def __init__(self, config: TrainConfig, faces: Tensor, device: str | torch.device = "cpu"):
+    def __init__(self, config: TrainConfig, faces: Tensor, device: str | torch.device = "cpu",
+                 labels: Tensor | None = None):
         if faces.dtype != torch.uint8 or faces.shape[1:] != (3, config.size, config.size):
             raise ValueError(f"faces must be uint8 [N, 3, {config.size}, {config.size}], got "
                              f"{faces.dtype} {list(faces.shape)}")
+        if labels is not None and labels.shape != (len(faces), config.size, config.size):
+            raise ValueError(f"labels must be [{len(faces)}, {config.size}, {config.size}], got {list(labels.shape)}")
+        if labels is None and config.coverage and config.part_weight != 1:
+            raise ValueError("part_weight needs the faces' labels")
         self.config = config
         self.device = torch.device(device)
         self.faces = faces
+        self.labels = labels
+        self.pool = SamplePool(config.coverage_pool, config.style_dim)
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -221,6 +251,20 @@ class Trainer:
         self.images_seen = 0
         self.wall_time = 0.0  # seconds over all sessions, so the model card stays truthful across resumes
         self.sessions: list[dict] = []  # one record per `train` invocation: command, hardware, steps, seconds
+
+    def start_from(self, folder: str) -> None:
+        """Warm start: G and its EMA take the generator of model folder `folder`, which must match the config."""
+        from localedit.hub import load_model
+
+        source = load_model(folder).generator
+        expected = self.config.generator_config()
+        keys = ("size", "style_dim", "n_mlp", "channels")
+        pairs = {k: (getattr(source.config, k), getattr(expected, k)) for k in keys}
+        mismatch = {k: v for k, v in pairs.items() if v[0] != v[1]}
+        if mismatch:
+            raise ValueError(f"{folder} cannot start this run: (its value, the run's) differ in {mismatch}")
+        self.g.load_state_dict(source.state_dict())
+        self.g_ema.load_state_dict(source.state_dict())
 
     @property
     def precision(self) -> str:
@@ -251,12 +295,15 @@ class Trainer:
         return g.synthesize(g.styles(ws), noise="random")
 
     def train_step(self) -> dict[str, float]:
-        """One D update (with R1 on every r1_every-th step) and one G update; returns the losses."""
+        """One D update (with R1 on every r1_every-th step) and one G update (none while D warms up); returns
+        the losses."""
         cfg = self.config
         regularize = self.step % cfg.r1_every == 0
+        warming = self.step < cfg.d_warmup
         real = self._real_batch().requires_grad_(regularize)
-        with self._autocast():
+        with self._autocast(), torch.set_grad_enabled(not warming):
             fake = self._fake_batch()
+        with self._autocast():
             real_logits = self.d(real).float()
             fake_logits = self.d(fake.detach()).float()
         loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
@@ -271,23 +318,41 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.opt_d.step()
-
-        # G's loss flows through D, but D's parameters must not collect gradients from it.
-        self.d.requires_grad_(False)
-        with self._autocast():
-            gen_logits = self.d(fake).float()
-        loss_g = F.softplus(-gen_logits).mean()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.d.requires_grad_(True)
-        stats["loss_g"] = loss_g.item()
+        if not warming:
+            stats.update(self._g_step(fake))
 
         self.step += 1
         self.images_seen += cfg.batch
         self._update_ema()
         if not all(math.isfinite(v) for v in stats.values()):
             raise FloatingPointError(f"training diverged at step {self.step}: {stats}")
+        return stats
+
+    def _g_step(self, fake: Tensor) -> dict[str, float]:
+        """G's update: the GAN loss on `fake`, plus the coverage loss when the config has one."""
+        cfg = self.config
+        # G's loss flows through D, but D's parameters must not collect gradients from it.
+        self.d.requires_grad_(False)
+        with self._autocast():
+            gen_logits = self.d(fake).float()
+        loss_g = F.softplus(-gen_logits).mean()
+        stats = {"loss_g": loss_g.item()}
+        if cfg.coverage:
+            if self.pool.z is None or self.step % cfg.coverage_refresh == 0:
+                with self._autocast():
+                    self.pool.refresh(self.g)
+            idx = torch.randint(len(self.faces), (cfg.coverage_batch,))
+            real = self.faces[idx].to(self.device, torch.float32).div_(127.5).sub_(1.0)
+            labels = self.labels[idx].to(self.device) if self.labels is not None else None
+            weights = pixel_weights(labels, cfg.part_weight) if labels is not None else torch.ones_like(real[:, :1])
+            with self._autocast():
+                cover = coverage_loss(self.g, self.pool, real, weights)
+            stats["coverage"] = cover.item()
+            loss_g = loss_g + cfg.coverage * cover
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.d.requires_grad_(True)
         return stats
 
     @torch.no_grad()
@@ -320,6 +385,8 @@ class Trainer:
             # The RNG state makes a resumed run continue exactly where the saved one would have gone.
             "rng": torch.get_rng_state(),
         }
+        if self.pool.z is not None:  # the coverage pool serves several steps; a resume must see the same one
+            state["pool"] = {"z": self.pool.z.cpu(), "features": self.pool.features.cpu()}
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -332,15 +399,19 @@ class Trainer:
 
     @classmethod
     def load(cls, path: Path, faces: Tensor | None = None, device: str | torch.device = "cpu",
-             cache: Path | None = None) -> Trainer:
-        """Rebuild a trainer from a checkpoint; its faces are rendered (or read from `cache`) unless given."""
+             cache: Path | None = None, labels: Tensor | None = None) -> Trainer:
+        """Rebuild a trainer from a checkpoint; its faces and labels are rendered (or read from `cache`) unless
+        given."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = TrainConfig.from_dict(state["config"])
         if faces is None:
-            faces = render_faces(config.n_faces, config.size, cache)
-        trainer = cls(config, faces, device)
+            faces, labels = render_faces(config.n_faces, config.size, cache)
+        trainer = cls(config, faces, device, labels)
         for name in ("g", "d", "g_ema", "opt_g", "opt_d"):
             getattr(trainer, name).load_state_dict(state[name])
+        if "pool" in state:
+            trainer.pool.z = state["pool"]["z"].to(trainer.device)
+            trainer.pool.features = state["pool"]["features"].to(trainer.device)
         trainer.step, trainer.images_seen = state["step"], state["images_seen"]
         trainer.wall_time, trainer.sessions = state["wall_time"], state["sessions"]
         torch.set_rng_state(state["rng"])
@@ -361,7 +432,7 @@ def _graceful_stop() -> tuple[dict, dict]:
 
 def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,
           sample_every: int = 250, checkpoint_every: int = 500, command: str = "", progress: bool = True,
-          faces: Tensor | None = None) -> Trainer:
+          faces: Tensor | None = None, labels: Tensor | None = None) -> Trainer:
     """Train until `steps` steps in total, resuming from `resume` or RUN_DIR/latest.pt when there is one.
 
     Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, and
@@ -374,7 +445,7 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
     latest = run_dir / "latest.pt"
     resume = resume if resume is not None else (latest if latest.exists() else None)
     if resume is not None:
-        trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy")
+        trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
         if config is not None and config != trainer.config:
             changed = {k: v for k, v in config.to_dict().items() if trainer.config.to_dict()[k] != v}
             raise ValueError(f"{resume} was trained with {trainer.config}; it cannot resume with {changed}. "
@@ -384,8 +455,10 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
     else:
         config = config or TrainConfig()
         if faces is None:
-            faces = render_faces(config.n_faces, config.size, run_dir / "faces.npy")
-        trainer = Trainer(config, faces, dev)
+            faces, labels = render_faces(config.n_faces, config.size, run_dir / "faces.npy")
+        trainer = Trainer(config, faces, dev, labels)
+        if config.init:
+            trainer.start_from(config.init)
     session = {"command": command, "hardware": f"{hardware(dev)}, {trainer.precision}", "start_step": trainer.step,
                "end_step": trainer.step, "wall_s": 0.0}
     trainer.sessions.append(session)
@@ -427,6 +500,22 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
     return trainer
 
 
+def _origin(cfg: TrainConfig) -> str:
+    return f"from the generator of `{cfg.init}` (a warm start; D from scratch)" if cfg.init else "from scratch"
+
+
+def _extras(cfg: TrainConfig) -> str:
+    lines = []
+    if cfg.init:
+        lines.append(f"Warm start from `{cfg.init}`; only D learned for the first {cfg.d_warmup} steps.")
+    if cfg.coverage:
+        lines.append(f"Coverage loss (IMLE, `localedit/coverage.py`) at weight {cfg.coverage} beside G's GAN "
+                     f"loss: each step {cfg.coverage_batch} real faces pull their nearest of {cfg.coverage_pool} "
+                     f"samples (drawn afresh every {cfg.coverage_refresh} steps), the eyes', brows', nose's and "
+                     f"mouth's pixels weighted {cfg.part_weight}×.")
+    return "".join(f"\n- {line}" for line in lines)
+
+
 def model_card(state: dict, name: str, description: str, export_command: str) -> str:
     """The README.md of an exported model: what it is, how it was made, on what, and for how long."""
     cfg = TrainConfig.from_dict(state["config"])
@@ -437,7 +526,7 @@ def model_card(state: dict, name: str, description: str, export_command: str) ->
 
 {description}
 
-A compact StyleGAN2 generator (rosinality's layout) trained from scratch by `python -m localedit train` on
+A compact StyleGAN2 generator (rosinality's layout) trained {_origin(cfg)} by `python -m localedit train` on
 {cfg.n_faces:,} procedural cartoon faces from `localedit.faces` (faces 0–{cfg.n_faces - 1}, {cfg.size}×{cfg.size}).
 No external data or pretrained weights went into it; it is released under this repository's licence.
 
@@ -446,8 +535,7 @@ No external data or pretrained weights went into it; it is released under this r
   mapping (lr×0.01); the discriminator mirrors the channel table (residual, minibatch-stddev group 4).
 - stylegan2-ada small-data recipe: non-saturating logistic loss, lazy R1 γ = {cfg.gamma:.4g} every
   {cfg.r1_every} steps, Adam lr {cfg.lr} β = (0, 0.99), batch {cfg.batch}, style mixing p = {cfg.mixing},
-  G EMA half-life {cfg.ema_nimg / 1000:.3g} kimg, {_PRECISION[cfg.bf16]}. No augmentation,
-  no warm start.
+  G EMA half-life {cfg.ema_nimg / 1000:.3g} kimg, {_PRECISION[cfg.bf16]}. No augmentation.{_extras(cfg)}
 - **{state["step"]:,} steps, {state["images_seen"]:,} images seen, {state["wall_time"] / 3600:.2f} h wall time**
   in all.
 - The weights are the EMA generator; `latent_avg` is the mean w over 4,096 seeded z.
