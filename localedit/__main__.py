@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--coverage-batch", type=int, help="real faces the coverage loss pulls per step (default 16)")
     p.add_argument("--part-weight", type=float, help="weight of the eyes', brows', nose's and mouth's pixels in the "
                    "coverage loss (default 1)")
+    p.add_argument("--color-stats", type=float, help="weight of the part-colour statistics loss (the means, spreads "
+                   "and correlations of the skin's, irises' and lips' colours, matched to the data's); 0 leaves it out")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from localedit.bench import hardware
 from localedit.coverage import SamplePool, coverage_loss, pixel_weights
 from localedit.hub import write_atomic
+from localedit.part_stats import StatsLoss, data_stats, part_colors
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -70,6 +71,10 @@ class TrainConfig:
     coverage_refresh: int = 8
     coverage_batch: int = 16
     part_weight: float = 1.0
+    # The part-colour statistics loss (`part_stats.py`): its weight beside G's GAN loss (0: off), and the judge
+    # whose labels give a generated face's part masks.
+    color_stats: float = 0.0
+    judge: str = "assets/judge"
     # A warm start: G (and its EMA) start from this model folder's generator, D from scratch; for the first
     # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
     init: str = ""
@@ -228,13 +233,19 @@ class Trainer:
                              f"{faces.dtype} {list(faces.shape)}")
         if labels is not None and labels.shape != (len(faces), config.size, config.size):
             raise ValueError(f"labels must be [{len(faces)}, {config.size}, {config.size}], got {list(labels.shape)}")
-        if labels is None and config.coverage and config.part_weight != 1:
-            raise ValueError("part_weight needs the faces' labels")
+        if labels is None and (config.coverage and config.part_weight != 1 or config.color_stats):
+            raise ValueError("part_weight and color_stats need the faces' labels")
         self.config = config
         self.device = torch.device(device)
         self.faces = faces
         self.labels = labels
         self.pool = SamplePool(config.coverage_pool, config.style_dim)
+        self.judge = self.color_loss = None
+        if config.color_stats:
+            from localedit.judge import load_judge
+
+            self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
+            self.color_loss = StatsLoss(data_stats(faces, labels).to(self.device))
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -349,6 +360,13 @@ class Trainer:
                 cover = coverage_loss(self.g, self.pool, real, weights)
             stats["coverage"] = cover.item()
             loss_g = loss_g + cfg.coverage * cover
+        if cfg.color_stats:
+            image = fake.float().clamp(-1, 1)
+            with torch.no_grad():
+                labels = self.judge.labels(image)
+            colour = self.color_loss(*part_colors(image, labels))
+            stats["color_stats"] = colour.item()
+            loss_g = loss_g + cfg.color_stats * colour
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -387,6 +405,8 @@ class Trainer:
         }
         if self.pool.z is not None:  # the coverage pool serves several steps; a resume must see the same one
             state["pool"] = {"z": self.pool.z.cpu(), "features": self.pool.features.cpu()}
+        if self.color_loss is not None:
+            state["color_stats"] = self.color_loss.state_dict()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -409,6 +429,8 @@ class Trainer:
         trainer = cls(config, faces, device, labels)
         for name in ("g", "d", "g_ema", "opt_g", "opt_d"):
             getattr(trainer, name).load_state_dict(state[name])
+        if trainer.color_loss is not None:
+            trainer.color_loss.load_state_dict(state.get("color_stats", {}))
         if "pool" in state:
             trainer.pool.z = state["pool"]["z"].to(trainer.device)
             trainer.pool.features = state["pool"]["features"].to(trainer.device)

@@ -159,3 +159,25 @@ def test_warm_start_and_d_warmup(tmp_path):
     with pytest.raises(ValueError, match="channels"):
         train(tmp_path / "bad", replace(TINY, channels=(32, 32, 16), init=str(tmp_path / "model")), steps=1,
               progress=False)
+
+
+def test_color_stats_step_and_checkpoint(tmp_path):
+    from localedit.train import render_faces
+
+    coloured = replace(TINY, size=32, channels=(32, 16, 16, 8), color_stats=1.0, n_faces=16, batch=8)
+    faces, labels = render_faces(16, 32)
+    trainer = Trainer(coloured, faces, labels=labels)
+
+    class Judge:  # an untrained G draws no eyes to find: this judge sees the training faces' own parts
+        def labels(self, images):
+            return labels[: len(images)].long()
+
+    trainer.judge = Judge()
+    trainer.train_step()
+    stats = trainer.train_step()
+    assert stats["color_stats"] > 0 and trainer.color_loss.mean is not None
+    trainer.save(tmp_path / "latest.pt")
+    loaded = Trainer.load(tmp_path / "latest.pt", faces, labels=labels)
+    assert torch.equal(loaded.color_loss.second, trainer.color_loss.second)
+    with pytest.raises(ValueError, match="labels"):
+        Trainer(coloured, faces)

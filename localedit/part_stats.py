@@ -1,0 +1,101 @@
+"""Part-colour statistics matching: a training loss that makes G render its data's small, independent factors.
+
+A GAN trained on little compute drops what its discriminator is slow to notice. On the procedural faces the
+iris and lip colours are drawn independently of the skin; the faces64 generator renders them with a fraction of
+their spread, and what spread they have follows the skin tone. No local edit can move a look the generator does
+not render apart from the rest. This loss compares the first two moments of the parts' mean colours (CIELAB, over
+each part's mask) in a generated batch with those of the training faces: the means, the spreads, and the
+correlations between parts, so it asks both for the variety and for the independence.
+
+The training faces' masks are their true labels; a generated batch's are the judge's (`judge.py`), taken without
+gradients, so the loss moves the colours inside the masks and not the masks. The mask rule is the one the
+transfer figures use (`transfer.part_mask`: the iris is the eye mask without its white pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from localedit.color import srgb_to_lab
+from localedit.transfer import part_mask
+
+STAT_PARTS = ("skin", "eyes", "mouth")
+
+
+def part_colors(images: Tensor, labels: Tensor, parts: tuple[str, ...] = STAT_PARTS) -> tuple[Tensor, Tensor]:
+    """images [B, 3, H, W] in [-1, 1] and labels [B, H, W] → each part's mean CIELAB side by side [B, 3·P], and
+    whether every part's mask is non-empty [B]. An empty mask's mean is 0, never NaN, so no NaN reaches a
+    gradient."""
+    lab = srgb_to_lab(images.float())
+    colors, valid = [], torch.ones(len(images), dtype=torch.bool, device=images.device)
+    for part in parts:
+        mask = part_mask(labels, lab, part)[:, None].to(lab.dtype)
+        count = mask.sum(dim=(2, 3))
+        valid &= count[:, 0] > 0
+        colors.append((lab * mask).sum(dim=(2, 3)) / count.clamp_min(1.0))
+    return torch.cat(colors, dim=1), valid
+
+
+@dataclass(frozen=True)
+class ColorStats:
+    """The training faces' part-colour moments: mean [D], standard deviation [D] and correlation [D, D]."""
+
+    mean: Tensor
+    std: Tensor
+    corr: Tensor
+
+    @classmethod
+    def of(cls, colors: Tensor, valid: Tensor) -> ColorStats:
+        colors = colors[valid].double()
+        if len(colors) < 2:
+            raise ValueError("need at least two faces with every part visible")
+        mean, std = colors.mean(0), colors.std(0).clamp_min(1e-3)
+        return cls(mean.float(), std.float(), torch.corrcoef(colors.T).float())
+
+    def to(self, device: torch.device) -> ColorStats:
+        return ColorStats(self.mean.to(device), self.std.to(device), self.corr.to(device))
+
+
+def data_stats(faces: Tensor, labels: Tensor, chunk: int = 1000) -> ColorStats:
+    """ColorStats of uint8 faces [N, 3, H, W] with their true labels [N, H, W]."""
+    rows = [part_colors(faces[i:i + chunk].float().div(127.5).sub(1.0), labels[i:i + chunk].long())
+            for i in range(0, len(faces), chunk)]
+    return ColorStats.of(torch.cat([c for c, _ in rows]), torch.cat([v for _, v in rows]))
+
+
+class StatsLoss:
+    """How far generated part colours are from `target`, in the target's own units: the squared differences of the
+    means (in standard deviations) and of the covariance of the standardised colours from the target's
+    correlation, summed.
+
+    A batch of 32 estimates nine colours' covariance poorly, so the moments are running averages (weight
+    `momentum` on the past, which is detached); each call's gradient flows through its own batch's share.
+    """
+
+    def __init__(self, target: ColorStats, momentum: float = 0.9):
+        self.target, self.momentum = target, momentum
+        self.mean: Tensor | None = None  # running first and raw second moments of the standardised colours
+        self.second: Tensor | None = None
+
+    def __call__(self, colors: Tensor, valid: Tensor) -> Tensor:
+        z = (colors[valid] - self.target.mean) / self.target.std
+        if len(z) < 2:
+            return colors.new_zeros(())
+        mean, second = z.mean(0), z.T @ z / len(z)
+        if self.mean is not None:
+            mean = self.momentum * self.mean + (1 - self.momentum) * mean
+            second = self.momentum * self.second + (1 - self.momentum) * second
+        self.mean, self.second = mean.detach(), second.detach()
+        cov = second - mean[:, None] * mean[None, :]
+        return mean.square().sum() + (cov - self.target.corr).square().sum()
+
+    def state_dict(self) -> dict:
+        return {} if self.mean is None else {"mean": self.mean.cpu(), "second": self.second.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            device = self.target.mean.device
+            self.mean, self.second = state["mean"].to(device), state["second"].to(device)
