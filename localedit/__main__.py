@@ -238,13 +238,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixing", type=float, help="style-mixing probability")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
-    p.add_argument("--coverage", type=float, help="weight of the coverage loss (IMLE: each real face pulls its nearest "
-                   "generated sample towards it), beside G's GAN loss; 0 (the default) leaves it out")
-    p.add_argument("--coverage-pool", type=int, help="generated samples the coverage loss searches (default 512)")
-    p.add_argument("--coverage-refresh", type=int, help="steps one pool serves (default 8)")
-    p.add_argument("--coverage-batch", type=int, help="real faces the coverage loss pulls per step (default 16)")
-    p.add_argument("--part-weight", type=float, help="weight of the eyes', brows', nose's and mouth's pixels in the "
-                   "coverage loss (default 1)")
     p.add_argument("--color-stats", type=float, help="weight of the part-colour statistics loss (the means, spreads "
                    "and correlations of the skin's, irises' and lips' colours, matched to the data's); 0 leaves it out")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")

@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from localedit.bench import hardware
-from localedit.coverage import SamplePool, coverage_loss, pixel_weights
 from localedit.hub import write_atomic
 from localedit.part_stats import StatsLoss, data_stats, part_colors
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
@@ -63,14 +62,6 @@ class TrainConfig:
     # state and losses stay fp32.
     bf16: bool = True
     seed: int = 0
-    # The coverage loss (IMLE, `coverage.py`): its weight beside G's GAN loss (0: off), the pool of samples it
-    # searches, how many steps a pool serves, how many real faces it pulls per step, and the weight of the small
-    # parts' pixels in its MSE.
-    coverage: float = 0.0
-    coverage_pool: int = 512
-    coverage_refresh: int = 8
-    coverage_batch: int = 16
-    part_weight: float = 1.0
     # The part-colour statistics loss (`part_stats.py`): its weight beside G's GAN loss (0: off), and the judge
     # whose labels give a generated face's part masks.
     color_stats: float = 0.0
@@ -90,11 +81,8 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if self.coverage < 0 or self.part_weight <= 0:
-            raise ValueError(f"coverage must be ≥ 0 and part_weight > 0, got {self.coverage} and {self.part_weight}")
-        if self.coverage and not (1 <= self.coverage_batch <= self.n_faces and self.coverage_pool >= 1
-                                  and self.coverage_refresh >= 1):
-            raise ValueError("coverage_batch must be 1..n_faces, and coverage_pool and coverage_refresh ≥ 1")
+        if self.color_stats < 0 or self.d_warmup < 0:
+            raise ValueError(f"color_stats and d_warmup must be ≥ 0, got {self.color_stats} and {self.d_warmup}")
 
     @property
     def gamma(self) -> float:
@@ -233,13 +221,12 @@ class Trainer:
                              f"{faces.dtype} {list(faces.shape)}")
         if labels is not None and labels.shape != (len(faces), config.size, config.size):
             raise ValueError(f"labels must be [{len(faces)}, {config.size}, {config.size}], got {list(labels.shape)}")
-        if labels is None and (config.coverage and config.part_weight != 1 or config.color_stats):
-            raise ValueError("part_weight and color_stats need the faces' labels")
+        if labels is None and config.color_stats:
+            raise ValueError("color_stats needs the faces' labels")
         self.config = config
         self.device = torch.device(device)
         self.faces = faces
         self.labels = labels
-        self.pool = SamplePool(config.coverage_pool, config.style_dim)
         self.judge = self.color_loss = None
         if config.color_stats:
             from localedit.judge import load_judge
@@ -340,7 +327,7 @@ class Trainer:
         return stats
 
     def _g_step(self, fake: Tensor) -> dict[str, float]:
-        """G's update: the GAN loss on `fake`, plus the coverage loss when the config has one."""
+        """G's update: the GAN loss on `fake`, plus the part-colour statistics loss when the config has one."""
         cfg = self.config
         # G's loss flows through D, but D's parameters must not collect gradients from it.
         self.d.requires_grad_(False)
@@ -348,18 +335,6 @@ class Trainer:
             gen_logits = self.d(fake).float()
         loss_g = F.softplus(-gen_logits).mean()
         stats = {"loss_g": loss_g.item()}
-        if cfg.coverage:
-            if self.pool.z is None or self.step % cfg.coverage_refresh == 0:
-                with self._autocast():
-                    self.pool.refresh(self.g)
-            idx = torch.randint(len(self.faces), (cfg.coverage_batch,))
-            real = self.faces[idx].to(self.device, torch.float32).div_(127.5).sub_(1.0)
-            labels = self.labels[idx].to(self.device) if self.labels is not None else None
-            weights = pixel_weights(labels, cfg.part_weight) if labels is not None else torch.ones_like(real[:, :1])
-            with self._autocast():
-                cover = coverage_loss(self.g, self.pool, real, weights)
-            stats["coverage"] = cover.item()
-            loss_g = loss_g + cfg.coverage * cover
         if cfg.color_stats:
             image = fake.float().clamp(-1, 1)
             with torch.no_grad():
@@ -403,8 +378,6 @@ class Trainer:
             # The RNG state makes a resumed run continue exactly where the saved one would have gone.
             "rng": torch.get_rng_state(),
         }
-        if self.pool.z is not None:  # the coverage pool serves several steps; a resume must see the same one
-            state["pool"] = {"z": self.pool.z.cpu(), "features": self.pool.features.cpu()}
         if self.color_loss is not None:
             state["color_stats"] = self.color_loss.state_dict()
         if self.device.type == "cuda":
@@ -431,9 +404,6 @@ class Trainer:
             getattr(trainer, name).load_state_dict(state[name])
         if trainer.color_loss is not None:
             trainer.color_loss.load_state_dict(state.get("color_stats", {}))
-        if "pool" in state:
-            trainer.pool.z = state["pool"]["z"].to(trainer.device)
-            trainer.pool.features = state["pool"]["features"].to(trainer.device)
         trainer.step, trainer.images_seen = state["step"], state["images_seen"]
         trainer.wall_time, trainer.sessions = state["wall_time"], state["sessions"]
         torch.set_rng_state(state["rng"])
@@ -530,11 +500,10 @@ def _extras(cfg: TrainConfig) -> str:
     lines = []
     if cfg.init:
         lines.append(f"Warm start from `{cfg.init}`; only D learned for the first {cfg.d_warmup} steps.")
-    if cfg.coverage:
-        lines.append(f"Coverage loss (IMLE, `localedit/coverage.py`) at weight {cfg.coverage} beside G's GAN "
-                     f"loss: each step {cfg.coverage_batch} real faces pull their nearest of {cfg.coverage_pool} "
-                     f"samples (drawn afresh every {cfg.coverage_refresh} steps), the eyes', brows', nose's and "
-                     f"mouth's pixels weighted {cfg.part_weight}×.")
+    if cfg.color_stats:
+        lines.append(f"Part-colour statistics loss (`localedit/part_stats.py`) at weight {cfg.color_stats} beside G's "
+                     f"GAN loss: the skin's, irises' and lips' mean colours in each generated batch (masks by the "
+                     f"judge `{cfg.judge}`) are matched to the training faces' in mean, spread and correlation.")
     return "".join(f"\n- {line}" for line in lines)
 
 

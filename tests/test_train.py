@@ -106,35 +106,6 @@ def test_bf16_only_where_the_hardware_has_it(monkeypatch):
     assert train.Trainer(replace(config, bf16=False), faces).precision == "fp32"  # --fp32 always wins
 
 
-COVERED = replace(TINY, coverage=1.0, coverage_pool=6, coverage_refresh=2, coverage_batch=3, part_weight=5.0)
-
-
-def test_coverage_trains_and_resumes_exactly(tmp_path):
-    run = tmp_path / "run"
-    first = train(run, COVERED, steps=3, checkpoint_every=3, progress=False)
-    assert first.labels is not None and first.pool.z is not None
-    assert "pool" in torch.load(run / "latest.pt", weights_only=True)
-    shutil.copytree(run, tmp_path / "copy")
-    # Step 4 draws on the pool drawn at step 2: the resumed run must see that pool, not a new one.
-    straight = train(run, None, steps=5, progress=False)
-    resumed = train(tmp_path / "elsewhere", None, steps=5, resume=tmp_path / "copy" / "latest.pt", progress=False)
-    _assert_same(_states(straight), _states(resumed))
-    _assert_same({"z": straight.pool.z}, {"z": resumed.pool.z})
-
-
-def test_coverage_step_reports_its_loss():
-    from localedit.train import render_faces
-
-    faces, labels = render_faces(8, 16)
-    trainer = Trainer(COVERED, faces, labels=labels)
-    stats = trainer.train_step()
-    assert stats["coverage"] > 0 and "loss_g" in stats
-    with pytest.raises(ValueError, match="labels"):
-        Trainer(COVERED, faces)
-    with pytest.raises(ValueError, match="coverage"):
-        replace(COVERED, coverage=-1.0)
-
-
 def test_warm_start_and_d_warmup(tmp_path):
     run = tmp_path / "run"
     train(run, TINY, steps=1, progress=False)
