@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -76,11 +77,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                       "locality_cluster_roi": loc["cluster_roi"]["mean"],
                       "realism": metrics["realism"]}, indent=2))
     print(f"transfer at each part's settings, {metrics['pairs_per_part']} held-out pairs:")
-    variety = metrics["color_variety"]
-    print(f"{'part':>12} {Transfer.HEADER}   pairs differing in colour: procedural, generated")
+    variety, dependence = metrics["color_variety"], metrics["skin_dependence"]
+    print(f"{'part':>12} {Transfer.HEADER}   pairs differing in colour: procedural, generated | colour R² on the "
+          "skin's: procedural, generated")
     for part, t in metrics["transfer"].items():
+        r2 = "".join(f" {dependence[kind].get(part, math.nan):5.2f}" for kind in ("procedural", "generated"))
         print(f"{part:>12} {Transfer(**t).row()}   "
-              f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%}")
+              f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%} |{r2}")
     composite = metrics["composite"]
     if composite:
         print(f"composites: {composite['sets']} held-out sets of 2–4 parts ({composite['rows']} rows); each part "

@@ -13,7 +13,8 @@ exact, says where each part is in every generated image. Reported (metrics.json,
 - realism (Table 1): Fréchet distance in the judge's feature space, procedural vs generated and vs edited;
 - transfer (transfer.py): whether each part ends up looking like the reference's, at the part's settings, with
   a picture of target | reference | edited for a few pairs per part; and the colour variety of each part in the
-  procedural faces and in the generated ones, since no edit can move a look the generator does not vary;
+  procedural faces and in the generated ones, since no edit can move a look the generator does not vary, and
+  how much of each part's colour follows the skin's (R²), since none can move a look tied to another part's;
 - composites (composite_eval.py): each part's transfer inside a 2–4-part composite against its single edit,
   and the leak outside the union of the parts.
 
@@ -41,7 +42,7 @@ from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
 from localedit.query import interpolate
-from localedit.transfer import differing, pair_figures, summarize, variety
+from localedit.transfer import differing, pair_figures, skin_dependence, summarize, variety
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
 EVAL_SEED = 100_000
@@ -368,6 +369,10 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
             "color_variety": {
                 "procedural": variety(judged_parts(editor), srgb_to_lab(procedural), torch.from_numpy(truth).long()),
                 "generated": variety(judged_parts(editor), samples.lab, samples.labels)},
+            "skin_dependence": {
+                "procedural": skin_dependence(judged_parts(editor), srgb_to_lab(procedural),
+                                              torch.from_numpy(truth).long()),
+                "generated": skin_dependence(judged_parts(editor), samples.lab, samples.labels)},
             "locality": {},
             "curves": curves,
         }

@@ -155,3 +155,25 @@ def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
         valid = torch.isfinite(gap)
         out[part] = float((gap[valid] >= MIN_GAP).float().mean()) if valid.any() else math.nan
     return out
+
+
+def skin_dependence(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
+    """Per part other than the skin, the R² of a linear fit of its mean colour on the skin's, over the images
+    where both are visible: how much of a part's colour merely follows the skin. In the procedural faces the iris
+    and lip colours are drawn independently of the skin; a generator that ties them to it cannot let a local edit
+    move them alone."""
+    skin = mean_color(lab, part_mask(labels, lab, "skin")).double()
+    out = {}
+    for part in parts:
+        if part == "skin":
+            continue
+        mu = mean_color(lab, part_mask(labels, lab, part)).double()
+        ok = torch.isfinite(mu).all(1) & torch.isfinite(skin).all(1)
+        if ok.sum() < 8:
+            out[part] = math.nan
+            continue
+        x = torch.cat([skin[ok], torch.ones(int(ok.sum()), 1, dtype=torch.float64)], dim=1)
+        y = mu[ok]
+        residual = y - x @ torch.linalg.lstsq(x, y).solution
+        out[part] = float(1 - residual.var(0).sum() / y.var(0).sum().clamp_min(1e-12))
+    return out

@@ -127,6 +127,26 @@ def test_variety_counts_neighbouring_pairs_whose_colours_differ():
     assert variety(["mouth"], lab, labels) == {"mouth": pytest.approx(1 / 3)}
 
 
+def test_skin_dependence_is_the_share_of_a_part_colour_that_follows_the_skin():
+    from localedit.transfer import skin_dependence
+
+    rng = np.random.default_rng(0)
+    n = 200
+    skin = rng.uniform(30, 80, n)
+    labels = torch.full((n, 4, 4), PARTS.index("skin"))
+    labels[:, :2, :2] = PARTS.index("mouth")
+    lab = torch.zeros(n, 3, 4, 4, dtype=torch.float64)
+    lab[:, 0] = torch.from_numpy(skin)[:, None, None]
+    lab[:, 1] = 10.0
+    tied = lab.clone()
+    tied[:, 0, :2, :2] = torch.from_numpy(0.5 * skin + 5)[:, None, None]  # the lips exactly follow the skin
+    free = lab.clone()
+    free[:, 0, :2, :2] = torch.from_numpy(rng.uniform(30, 80, n))[:, None, None]
+    assert skin_dependence(["skin", "mouth"], tied, labels) == {"mouth": pytest.approx(1.0)}
+    assert skin_dependence(["mouth"], free, labels)["mouth"] < 0.2
+    assert math.isnan(skin_dependence(["mouth"], free[:5], labels[:5])["mouth"])  # too few faces to fit
+
+
 def test_examples_are_the_most_visible_local_pair_of_tuning_seeds(tiny_generator, tiny_catalog):
     editor = Editor(tiny_generator, tiny_catalog)
     examples = pick_examples(editor, n_seeds=4, progress=False)
