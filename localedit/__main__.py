@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
     p.add_argument("--color-stats", type=float, help="weight of the part-colour statistics loss (the means, spreads "
                    "and correlations of the skin's, irises' and lips' colours, matched to the data's); 0 leaves it out")
+    p.add_argument("--within-group", type=float, help="weight of the within-group loss: the irises' and lips' "
+                   "colours must vary among samples that share their coarse styles; 0 leaves it out")
+    p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "
+                   "(default 3)")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "

@@ -183,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
     overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed",
-                                               "color_stats", "init", "d_warmup")
+                                               "color_stats", "within_group", "shared_below", "init",
+                                               "d_warmup")
                  if getattr(args, k) is not None}
     if args.channels:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))

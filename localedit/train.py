@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from localedit.bench import hardware
 from localedit.hub import write_atomic
-from localedit.part_stats import StatsLoss, data_stats, part_colors
+from localedit.part_stats import StatsLoss, WithinGroupLoss, data_stats, part_colors
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -66,6 +66,12 @@ class TrainConfig:
     # whose labels give a generated face's part masks.
     color_stats: float = 0.0
     judge: str = "assets/judge"
+    # The within-group loss (`part_stats.WithinGroupLoss`): its weight (0: off), the groups of samples that share
+    # w below layer `shared_below` (the coarse layers), and the samples per group.
+    within_group: float = 0.0
+    shared_below: int = 3
+    groups: int = 4
+    group_size: int = 8
     # A warm start: G (and its EMA) start from this model folder's generator, D from scratch; for the first
     # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
     init: str = ""
@@ -81,8 +87,11 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if self.color_stats < 0 or self.d_warmup < 0:
-            raise ValueError(f"color_stats and d_warmup must be ≥ 0, got {self.color_stats} and {self.d_warmup}")
+        if self.color_stats < 0 or self.within_group < 0 or self.d_warmup < 0:
+            raise ValueError("color_stats, within_group and d_warmup must be ≥ 0")
+        if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
+                                      and self.group_size >= 2):
+            raise ValueError("shared_below must be a layer index ≥ 1, with ≥ 1 group of ≥ 2 samples")
 
     @property
     def gamma(self) -> float:
@@ -221,18 +230,21 @@ class Trainer:
                              f"{faces.dtype} {list(faces.shape)}")
         if labels is not None and labels.shape != (len(faces), config.size, config.size):
             raise ValueError(f"labels must be [{len(faces)}, {config.size}, {config.size}], got {list(labels.shape)}")
-        if labels is None and config.color_stats:
-            raise ValueError("color_stats needs the faces' labels")
+        if labels is None and (config.color_stats or config.within_group):
+            raise ValueError("color_stats and within_group need the faces' labels")
         self.config = config
         self.device = torch.device(device)
         self.faces = faces
         self.labels = labels
-        self.judge = self.color_loss = None
-        if config.color_stats:
+        self.judge = self.color_loss = self.group_loss = None
+        if config.color_stats or config.within_group:
             from localedit.judge import load_judge
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
-            self.color_loss = StatsLoss(data_stats(faces, labels).to(self.device))
+            target = data_stats(faces, labels).to(self.device)
+            self.color_loss = StatsLoss(target)
+            # The iris's and the lips' colours: the dimensions after the skin's three in STAT_PARTS' layout.
+            self.group_loss = WithinGroupLoss(target, dims=[3, 4, 5, 6, 7, 8])
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -292,6 +304,18 @@ class Trainer:
         ws = torch.where(second[..., None], w[1][:, None], w[0][:, None])
         return g.synthesize(g.styles(ws), noise="random")
 
+    def _grouped_batch(self) -> tuple[Tensor, Tensor]:
+        """`groups` × `group_size` samples; a group's samples share w below layer `shared_below` and draw the rest
+        afresh. Returns the images and each sample's group index."""
+        cfg, g = self.config, self.g
+        n = cfg.groups * cfg.group_size
+        shared = g.mapping(torch.randn(cfg.groups, cfg.style_dim, device=self.device))
+        own = g.mapping(torch.randn(n, cfg.style_dim, device=self.device))
+        groups = torch.arange(cfg.groups, device=self.device).repeat_interleave(cfg.group_size)
+        below = torch.arange(g.n_latent, device=self.device)[None, :, None] < cfg.shared_below
+        ws = torch.where(below, shared[groups][:, None], own[:, None])
+        return g.synthesize(g.styles(ws), noise="random"), groups
+
     def train_step(self) -> dict[str, float]:
         """One D update (with R1 on every r1_every-th step) and one G update (none while D warms up); returns
         the losses."""
@@ -342,6 +366,15 @@ class Trainer:
             colour = self.color_loss(*part_colors(image, labels))
             stats["color_stats"] = colour.item()
             loss_g = loss_g + cfg.color_stats * colour
+        if cfg.within_group:
+            with self._autocast():
+                image, groups = self._grouped_batch()
+            image = image.float().clamp(-1, 1)
+            with torch.no_grad():
+                labels = self.judge.labels(image)
+            within = self.group_loss(*part_colors(image, labels), groups)
+            stats["within_group"] = within.item()
+            loss_g = loss_g + cfg.within_group * within
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -380,6 +413,7 @@ class Trainer:
         }
         if self.color_loss is not None:
             state["color_stats"] = self.color_loss.state_dict()
+            state["within_group"] = self.group_loss.state_dict()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -404,6 +438,7 @@ class Trainer:
             getattr(trainer, name).load_state_dict(state[name])
         if trainer.color_loss is not None:
             trainer.color_loss.load_state_dict(state.get("color_stats", {}))
+            trainer.group_loss.load_state_dict(state.get("within_group", {}))
         trainer.step, trainer.images_seen = state["step"], state["images_seen"]
         trainer.wall_time, trainer.sessions = state["wall_time"], state["sessions"]
         torch.set_rng_state(state["rng"])
@@ -504,6 +539,10 @@ def _extras(cfg: TrainConfig) -> str:
         lines.append(f"Part-colour statistics loss (`localedit/part_stats.py`) at weight {cfg.color_stats} beside G's "
                      f"GAN loss: the skin's, irises' and lips' mean colours in each generated batch (masks by the "
                      f"judge `{cfg.judge}`) are matched to the training faces' in mean, spread and correlation.")
+    if cfg.within_group:
+        lines.append(f"Within-group loss (`part_stats.WithinGroupLoss`) at weight {cfg.within_group}: in "
+                     f"{cfg.groups} groups of {cfg.group_size} samples sharing w below layer {cfg.shared_below}, "
+                     f"the irises' and lips' colours must vary as much as in the training faces.")
     return "".join(f"\n- {line}" for line in lines)
 
 

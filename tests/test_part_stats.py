@@ -1,5 +1,6 @@
 """The part-colour statistics loss: the moments of the data, and what the loss asks of a batch."""
 
+import pytest
 import torch
 
 from localedit.faces import PARTS, render_arrays
@@ -14,14 +15,14 @@ def _faces(n: int):
 def test_part_colors_are_the_mask_means():
     images = torch.zeros(2, 3, 4, 4)
     labels = torch.full((2, 4, 4), PARTS.index("skin"))
-    labels[0, 0, 0] = PARTS.index("mouth")
-    labels[:, 1, 1] = PARTS.index("eyes")
-    images[0, :, 0, 0] = 1.0  # a white mouth pixel
+    labels[0, :2, :2] = PARTS.index("mouth")
+    labels[:, 2:, 2:] = PARTS.index("eyes")
+    labels[1, 0, 0] = PARTS.index("mouth")  # too few pixels to count
+    images[0, :, :2, :2] = 1.0  # a white mouth
     colors, valid = part_colors(images, labels, ("skin", "mouth"))
-    assert valid.tolist() == [True, False]  # the second image has no mouth
+    assert valid.tolist() == [True, False]  # the second image's mouth is one pixel
     assert colors.shape == (2, 6)
     assert torch.allclose(colors[0, 3:], torch.tensor([100.0, 0.0, 0.0]), atol=0.1)  # white in CIELAB
-    assert torch.equal(colors[1, 3:], torch.zeros(3))  # an empty mask gives 0, never NaN
     images.requires_grad_(True)
     colors, valid = part_colors(images * 1.0, labels)
     colors[valid].sum().backward()
@@ -57,3 +58,36 @@ def test_running_moments_and_their_state():
     again.load_state_dict(state)
     assert again(batch * 2, valid).item() == loss(batch * 2, valid).item()
     assert StatsLoss(target)(batch[:1], valid[:1]).item() == 0.0  # one row is no spread to measure
+
+
+def test_within_group_loss_asks_for_variety_inside_each_group():
+    from localedit.part_stats import WithinGroupLoss
+
+    target = ColorStats(torch.zeros(3), torch.ones(3), torch.eye(3))
+    groups = torch.arange(4).repeat_interleave(8)
+    valid = torch.ones(32, dtype=torch.bool)
+    torch.manual_seed(0)
+    varied = torch.randn(32, 3)  # every sample its own colour
+    per_group = torch.randn(4, 3)[groups] * 3  # as varied across groups, but one colour within each
+    loss = WithinGroupLoss(target, dims=[0, 1, 2], momentum=0.0)
+    assert loss(varied, valid, groups).item() < 1.0 < 1.7 < loss(per_group, valid, groups).item()
+    assert WithinGroupLoss(target, [0, 1, 2])(varied, valid, torch.arange(32)).item() == 0.0  # groups of one
+
+
+def test_grouped_batch_shares_the_coarse_styles():
+    from dataclasses import replace
+
+    from localedit.train import TrainConfig, Trainer
+
+    config = TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8, groups=2, group_size=3,
+                         shared_below=2)
+    trainer = Trainer(config, torch.zeros(8, 3, 16, 16, dtype=torch.uint8))
+    seen = {}
+    trainer.g.synthesize = lambda styles, noise: seen.update(styles) or torch.zeros(6, 3, 16, 16)
+    _, groups = trainer._grouped_batch()
+    assert groups.tolist() == [0, 0, 0, 1, 1, 1]
+    conv1, late = seen["conv1"], seen["convs.3"]  # w index 0 is shared; index 4 is each sample's own
+    assert torch.equal(conv1[0], conv1[2]) and not torch.equal(conv1[0], conv1[3])
+    assert not torch.equal(late[0], late[1])
+    with pytest.raises(ValueError, match="shared_below"):
+        replace(config, within_group=1.0, shared_below=0)
