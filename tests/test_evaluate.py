@@ -78,6 +78,8 @@ def test_numbers_are_finite_and_in_range(metrics):
     for source in ("procedural", "generated"):
         assert set(m["color_variety"][source]) == {"eyes", "mouth"}
         assert all(0 <= v <= 1 for v in m["color_variety"][source].values()), source
+        assert set(m["skin_dependence"][source]) == {"eyes", "mouth"}
+        assert all(math.isnan(v) or -1e-9 <= v <= 1 for v in m["skin_dependence"][source].values()), source
     c = m["composite"]  # two judged parts: every set has both
     assert c["sets"] == QUICK.composites and c["rows"] == 2 * QUICK.composites
     assert math.isfinite(c["leak"]) and c["leak"] >= 0
