@@ -52,7 +52,10 @@ def _matrices(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor,
     # L* = 116 f(Y) − 16, a* = 500 (f(X) − f(Y)), b* = 200 (f(Y) − f(Z)).
     to_lab = torch.tensor([[0.0, 116, 0], [500, -500, 0], [0, 200, -200]], dtype=torch.float64)
     offset = torch.tensor([[-16.0], [0], [0]], dtype=torch.float64)
-    return tuple(m.to(dtype=dtype, device=device) for m in (to_xyz, to_lab, offset))
+    # Cached for every later call, so never inference tensors: a first call under inference_mode (evaluate) must
+    # not stop a later one under autograd (training's colour losses) from saving them for backward.
+    with torch.inference_mode(False):
+        return tuple(m.to(dtype=dtype, device=device).clone() for m in (to_xyz, to_lab, offset))
 
 
 def squared_error_map(a: Tensor, b: Tensor) -> Tensor:

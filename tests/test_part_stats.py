@@ -91,3 +91,14 @@ def test_grouped_batch_shares_the_coarse_styles():
     assert not torch.equal(late[0], late[1])
     with pytest.raises(ValueError, match="shared_below"):
         replace(config, within_group=1.0, shared_below=0)
+
+
+def test_colours_keep_their_gradient_after_an_inference_mode_call():
+    from localedit.color import _matrices, srgb_to_lab
+
+    _matrices.cache_clear()
+    with torch.inference_mode():
+        srgb_to_lab(torch.zeros(1, 3, 2, 2))  # evaluate's first call fills the cache
+    images = torch.zeros(1, 3, 2, 2, requires_grad=True)
+    srgb_to_lab(images).sum().backward()
+    assert images.grad is not None
