@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
                    "colours must vary among samples that share their coarse styles; 0 leaves it out")
     p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "
                    "(default 3)")
+    p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
+                   "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "

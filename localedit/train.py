@@ -37,6 +37,7 @@ from tqdm import tqdm
 from localedit.bench import hardware
 from localedit.hub import write_atomic
 from localedit.part_stats import StatsLoss, WithinGroupLoss, data_stats, part_colors
+from localedit.part_swap import SWAP_CHANNELS, stat_std, swap_loss, swap_part
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -76,6 +77,10 @@ class TrainConfig:
     # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
     init: str = ""
     d_warmup: int = 0
+    # The part-swap loss (`part_swap.py`): its weight (0: off) and the pairs of samples per G step, half of them
+    # swapping the eyes' reserved channels and half the mouth's.
+    part_swap: float = 0.0
+    swap_pairs: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -87,8 +92,10 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if self.color_stats < 0 or self.within_group < 0 or self.d_warmup < 0:
-            raise ValueError("color_stats, within_group and d_warmup must be ≥ 0")
+        if min(self.color_stats, self.within_group, self.part_swap, self.d_warmup) < 0:
+            raise ValueError("color_stats, within_group, part_swap and d_warmup must be ≥ 0")
+        if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
+            raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
         if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
                                       and self.group_size >= 2):
             raise ValueError("shared_below must be a layer index ≥ 1, with ≥ 1 group of ≥ 2 samples")
@@ -230,14 +237,15 @@ class Trainer:
                              f"{faces.dtype} {list(faces.shape)}")
         if labels is not None and labels.shape != (len(faces), config.size, config.size):
             raise ValueError(f"labels must be [{len(faces)}, {config.size}, {config.size}], got {list(labels.shape)}")
-        if labels is None and (config.color_stats or config.within_group):
-            raise ValueError("color_stats and within_group need the faces' labels")
+        part_losses = config.color_stats or config.within_group or config.part_swap
+        if labels is None and part_losses:
+            raise ValueError("color_stats, within_group and part_swap need the faces' labels")
         self.config = config
         self.device = torch.device(device)
         self.faces = faces
         self.labels = labels
         self.judge = self.color_loss = self.group_loss = None
-        if config.color_stats or config.within_group:
+        if part_losses:
             from localedit.judge import load_judge
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
@@ -245,6 +253,7 @@ class Trainer:
             self.color_loss = StatsLoss(target)
             # The iris's and the lips' colours: the dimensions after the skin's three in STAT_PARTS' layout.
             self.group_loss = WithinGroupLoss(target, dims=[3, 4, 5, 6, 7, 8])
+            self.color_std = target.std
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -375,11 +384,40 @@ class Trainer:
             within = self.group_loss(*part_colors(image, labels), groups)
             stats["within_group"] = within.item()
             loss_g = loss_g + cfg.within_group * within
+        if cfg.part_swap:
+            gan, colour, locality = self._part_swap_losses()
+            stats.update(swap_colour=colour.item(), swap_locality=locality.item())
+            loss_g = loss_g + 0.5 * gan + cfg.part_swap * (colour + locality)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self.d.requires_grad_(True)
         return stats
+
+    def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
+        """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
+        from R into T (`part_swap.swap_part`). Returns G's GAN loss on the swapped images and the mean colour miss
+        and locality over the parts."""
+        cfg, g = self.config, self.g
+        n = cfg.swap_pairs
+        w = g.mapping(torch.randn(2 * n, cfg.style_dim, device=self.device))
+        styles = g.styles(w)
+        with torch.no_grad(), self._autocast():
+            images = g.synthesize(styles, noise="const").float().clamp(-1, 1)
+            labels = self.judge.labels(images)
+        gan, colour, locality = [], [], []
+        for i, part in enumerate(SWAP_CHANNELS):
+            rows = slice(i * n // 2, (i + 1) * n // 2)
+            target = {k: v[rows] for k, v in styles.items()}
+            reference = {k: v[n:][rows] for k, v in styles.items()}
+            with self._autocast():
+                mixed = g.synthesize(swap_part(target, reference, part, cfg.size), noise="const")
+                gan.append(F.softplus(-self.d(mixed).float()).mean())
+            c, loc = swap_loss(mixed.float().clamp(-1, 1), images[rows], images[n:][rows], labels[rows],
+                               labels[n:][rows], part, stat_std(self.color_std, part))
+            colour.append(c)
+            locality.append(loc)
+        return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -543,6 +581,11 @@ def _extras(cfg: TrainConfig) -> str:
         lines.append(f"Within-group loss (`part_stats.WithinGroupLoss`) at weight {cfg.within_group}: in "
                      f"{cfg.groups} groups of {cfg.group_size} samples sharing w below layer {cfg.shared_below}, "
                      f"the irises' and lips' colours must vary as much as in the training faces.")
+    if cfg.part_swap:
+        lines.append(f"Part-swap loss (`localedit/part_swap.py`) at weight {cfg.part_swap}, {cfg.swap_pairs} pairs "
+                     f"per step: with a few reserved fine-layer channels swapped from one sample into another, the "
+                     f"eyes' or lips' colour must become the donor's and nothing outside the part may change, so "
+                     f"that these parts get channels of their own for Eq. 1 to find.")
     return "".join(f"\n- {line}" for line in lines)
 
 

@@ -1,0 +1,95 @@
+"""Part-swap training: a loss that gives the small parts style channels of their own.
+
+Local editing (paper §3) finds, by Eq. 1, the style channels whose activations lie inside a part, and moves only
+those. It can only move what the generator renders through such channels. A compact generator has few channels
+per layer and shares them: in the faces64 line the iris colour is spread thinly over hundreds of channels whose
+activations cover the whole face, so Eq. 1 ranks none of them as eye channels (a single-channel swap moves the
+iris by at most a few per cent of the gap) and no query can take the iris alone.
+
+This loss reserves a few channels per part in the last layers (`SWAP_CHANNELS` in `swap_layers`) and trains G so
+that they carry the part's look and nothing else: for pairs of samples T and R, the image whose reserved channels
+are R's and whose other channels are T's must keep T's pixels outside the part (dilated by a pixel), and its
+part's mean colour, over T's part mask, must be R's. G can satisfy both only with channels that are active inside
+the part and nowhere else, which is exactly what Eq. 1 looks for. Nothing downstream knows about the reserved
+channels: the catalog still clusters and ranks channels on its own, and the edit is still the paper's query.
+
+The masks are the judge's, taken without gradients; colours are CIELAB in the training faces' standard
+deviations (`ColorStats`), and the eyes' colour is the iris's (`transfer.part_mask`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from localedit.color import srgb_to_lab
+from localedit.faces import PARTS
+from localedit.part_stats import MIN_PIXELS, STAT_PARTS
+from localedit.parts import input_resolution
+from localedit.transfer import part_mask
+
+SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # three per part: one per colour dimension
+LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as a 1-σ colour miss
+
+
+def swap_layers(layers: Iterable[str], size: int) -> list[str]:
+    """The style layers whose inputs are at least half the image's width (for 64 px: convs.5, to_rgbs.2, convs.6,
+    convs.7, to_rgbs.3). There the eyes and lips are a few pixels, not a fraction of one, so a channel can be
+    active on them alone."""
+    return [layer for layer in layers if input_resolution(layer) >= size // 2]
+
+
+def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], part: str, size: int
+              ) -> dict[str, Tensor]:
+    """Styles {layer: [B, C]} of a size-px generator: the target's, with the part's reserved channels in
+    `swap_layers` taken from the reference."""
+    out = dict(target)
+    channels = list(SWAP_CHANNELS[part])
+    for layer in swap_layers(target, size):
+        keep = torch.ones(target[layer].shape[1], dtype=torch.bool, device=target[layer].device)
+        keep[channels] = False
+        out[layer] = torch.where(keep, target[layer], reference[layer])
+    return out
+
+
+def outside(labels: Tensor, part: str, grow: int = 1) -> Tensor:
+    """bool [B, H, W]: the pixels farther than `grow` pixels from the part's label in labels [B, H, W]."""
+    inside = (labels == PARTS.index(part)).float()[:, None]
+    inside = F.max_pool2d(inside, 2 * grow + 1, stride=1, padding=grow)
+    return inside[:, 0] == 0
+
+
+def masked_mean(lab: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean CIELAB over each image's mask [B, 3], and whether the mask has MIN_PIXELS pixels [B]."""
+    weight = mask[:, None].to(lab.dtype)
+    count = weight.sum(dim=(2, 3))
+    return (lab * weight).sum(dim=(2, 3)) / count.clamp_min(1.0), count[:, 0] >= MIN_PIXELS
+
+
+def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor, labels_r: Tensor, part: str,
+              std: Tensor) -> tuple[Tensor, Tensor]:
+    """(colour miss, locality) of images [B, 3, H, W] in [-1, 1] whose part was swapped from reference into target.
+
+    colour miss: the root of the mean over pairs of Σ((μ_mixed − μ_reference) / std)², μ the part's mean CIELAB
+        over the target's mask (the part stays where the target has it) and the reference's own; std [3].
+    locality: the root of the mean squared RGB change from the target outside the dilated part, × LOCALITY_SCALE.
+    Only `mixed` needs gradients; the masks come from labels [B, H, W].
+    """
+    lab_m, lab_t, lab_r = srgb_to_lab(mixed), srgb_to_lab(target), srgb_to_lab(reference)
+    mu_m, ok_t = masked_mean(lab_m, part_mask(labels_t, lab_t, part))
+    mu_r, ok_r = masked_mean(lab_r, part_mask(labels_r, lab_r, part))
+    ok = ok_t & ok_r
+    miss = ((mu_m - mu_r) / std).square().sum(1)
+    colour = (miss[ok].mean() + 1e-8).sqrt() if bool(ok.any()) else mixed.new_zeros(())
+    away = outside(labels_t, part)[:, None].to(mixed.dtype)
+    change = ((mixed - target).square() * away).sum() / (3 * away.sum()).clamp_min(1.0)
+    return colour, LOCALITY_SCALE * (change + 1e-8).sqrt()
+
+
+def stat_std(std: Tensor, part: str) -> Tensor:
+    """The part's three standard deviations out of a ColorStats std laid out as STAT_PARTS."""
+    i = STAT_PARTS.index(part)
+    return std[3 * i:3 * i + 3]

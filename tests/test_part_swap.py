@@ -1,0 +1,90 @@
+"""The part-swap loss: which channels it swaps, what it counts as outside the part, and what it asks of an image."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from localedit.faces import PARTS
+from localedit.part_swap import LOCALITY_SCALE, SWAP_CHANNELS, outside, swap_layers, swap_loss, swap_part
+
+LAYERS_64 = ("conv1", "to_rgb1", "convs.0", "convs.1", "to_rgbs.0", "convs.2", "convs.3", "to_rgbs.1", "convs.4",
+             "convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3")
+
+
+def test_the_swap_layers_are_those_fed_at_half_the_width_or_more():
+    assert swap_layers(LAYERS_64, 64) == ["convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3"]
+    assert swap_layers(LAYERS_64[:9], 32) == ["convs.3", "to_rgbs.1", "convs.4"]
+
+
+def test_swap_part_takes_only_the_reserved_channels_of_the_swap_layers():
+    target = {layer: torch.zeros(2, 8) for layer in LAYERS_64}
+    reference = {layer: torch.ones(2, 8) for layer in LAYERS_64}
+    mixed = swap_part(target, reference, "mouth", 64)
+    for layer in LAYERS_64:
+        moved = mixed[layer][0].nonzero().flatten().tolist()
+        assert moved == (list(SWAP_CHANNELS["mouth"]) if layer in swap_layers(LAYERS_64, 64) else []), layer
+    assert target["convs.7"].sum() == 0  # the inputs are left alone
+
+
+def test_outside_is_the_part_grown_by_a_pixel():
+    labels = torch.zeros(1, 6, 6, dtype=torch.long)
+    labels[0, 2, 3] = PARTS.index("mouth")
+    away = outside(labels, "mouth")
+    assert (~away).sum() == 9 and not away[0, 1:4, 2:5].any()
+    assert outside(labels, "eyes").all()
+
+
+def _face(iris: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A skin-coloured 16 px image with a 3×3 iris of colour `iris` (RGB in [-1, 1]) and its labels."""
+    image = torch.tensor([0.6, 0.2, -0.1])[:, None, None].repeat(1, 16, 16)
+    labels = torch.full((16, 16), PARTS.index("skin"))
+    image[:, 4:7, 4:7] = torch.tensor(iris)[:, None, None]
+    labels[4:7, 4:7] = PARTS.index("eyes")
+    return image[None], labels[None]
+
+
+def test_swap_loss_wants_the_references_colour_inside_and_no_change_outside():
+    std = torch.tensor([10.0, 10.0, 10.0])
+    target, labels_t = _face((-0.6, -0.2, 0.5))
+    reference, labels_r = _face((0.1, -0.5, -0.6))
+    reference, labels_r = reference.roll(5, dims=3), labels_r.roll(5, dims=2)  # the reference's eye is elsewhere
+    perfect = target.clone()
+    perfect[:, :, 4:7, 4:7] = reference[:, :, 4:7, 9:12]
+    colour, locality = swap_loss(perfect, target, reference, labels_t, labels_r, "eyes", std)
+    assert colour.item() < 1e-3 and locality.item() < 5e-3  # the roots keep a 1e-8 floor
+
+    unchanged = target.clone().requires_grad_(True)
+    colour, locality = swap_loss(unchanged, target, reference, labels_t, labels_r, "eyes", std)
+    assert colour.item() > 3 and locality.item() < 5e-3
+    (grad,) = torch.autograd.grad(colour, unchanged)
+    assert grad[:, :, 4:7, 4:7].abs().sum() > 0 and grad[:, :, 8:, 8:].abs().sum() == 0
+
+    shifted = perfect.clone()
+    shifted[:, :, 10:, :] += 0.1  # a change well away from the eye
+    _, locality = swap_loss(shifted, target, reference, labels_t, labels_r, "eyes", std)
+    share = (6 * 16) / outside(labels_t, "eyes").sum()
+    assert locality.item() == pytest.approx(LOCALITY_SCALE * (0.01 * share.item()) ** 0.5, rel=1e-3)
+
+
+def test_a_training_step_with_the_part_swap_loss(tmp_path):
+    from localedit.train import TrainConfig, Trainer, render_faces
+
+    config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
+                         part_swap=1.0, swap_pairs=4)
+    faces, labels = render_faces(8, 32)
+    trainer = Trainer(config, faces, labels=labels)
+
+    class Judge:  # an untrained G draws no eyes to find: this judge sees the training faces' own parts
+        def labels(self, images):
+            return labels[: len(images)].long()
+
+    trainer.judge = Judge()
+    before = {k: v.clone() for k, v in trainer.g.state_dict().items()}
+    stats = trainer.train_step()
+    assert stats["swap_colour"] > 0 and stats["swap_locality"] >= 0
+    assert any(not torch.equal(before[k], v) for k, v in trainer.g.state_dict().items())
+    with pytest.raises(ValueError, match="swap_pairs"):
+        replace(config, swap_pairs=3)
+    with pytest.raises(ValueError, match="part_swap"):
+        Trainer(config, faces)
