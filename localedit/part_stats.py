@@ -26,6 +26,12 @@ STAT_PARTS = ("skin", "eyes", "mouth")
 MIN_PIXELS = 4  # a mask of fewer pixels gives too noisy a mean colour to count
 
 
+def part_dims(part: str) -> list[int]:
+    """The columns of `part_colors`' layout (and of ColorStats) that hold `part`'s mean L, a and b."""
+    i = STAT_PARTS.index(part)
+    return [3 * i, 3 * i + 1, 3 * i + 2]
+
+
 def part_colors(images: Tensor, labels: Tensor, parts: tuple[str, ...] = STAT_PARTS) -> tuple[Tensor, Tensor]:
     """images [B, 3, H, W] in [-1, 1] and labels [B, H, W] → each part's mean CIELAB side by side [B, 3·P], and
     whether every part's mask has at least MIN_PIXELS pixels [B]. An empty mask's mean is 0, never NaN, so no NaN

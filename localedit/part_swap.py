@@ -27,7 +27,7 @@ from torch import Tensor
 
 from localedit.color import srgb_to_lab
 from localedit.faces import PARTS
-from localedit.part_stats import MIN_PIXELS, STAT_PARTS
+from localedit.part_stats import MIN_PIXELS
 from localedit.parts import input_resolution
 from localedit.transfer import part_mask
 
@@ -88,8 +88,3 @@ def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor
     change = ((mixed - target).square() * away).sum() / (3 * away.sum()).clamp_min(1.0)
     return colour, LOCALITY_SCALE * (change + 1e-8).sqrt()
 
-
-def stat_std(std: Tensor, part: str) -> Tensor:
-    """The part's three standard deviations out of a ColorStats std laid out as STAT_PARTS."""
-    i = STAT_PARTS.index(part)
-    return std[3 * i:3 * i + 3]

@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from localedit.bench import hardware
 from localedit.hub import write_atomic
-from localedit.part_stats import StatsLoss, WithinGroupLoss, data_stats, part_colors
-from localedit.part_swap import SWAP_CHANNELS, stat_std, swap_loss, swap_part
+from localedit.part_stats import StatsLoss, WithinGroupLoss, data_stats, part_colors, part_dims
+from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -250,10 +250,11 @@ class Trainer:
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
             target = data_stats(faces, labels).to(self.device)
-            self.color_loss = StatsLoss(target)
-            # The iris's and the lips' colours: the dimensions after the skin's three in STAT_PARTS' layout.
-            self.group_loss = WithinGroupLoss(target, dims=[3, 4, 5, 6, 7, 8])
             self.color_std = target.std
+            if config.color_stats:
+                self.color_loss = StatsLoss(target)
+            if config.within_group:
+                self.group_loss = WithinGroupLoss(target, dims=part_dims("eyes") + part_dims("mouth"))
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -360,7 +361,7 @@ class Trainer:
         return stats
 
     def _g_step(self, fake: Tensor) -> dict[str, float]:
-        """G's update: the GAN loss on `fake`, plus the part-colour statistics loss when the config has one."""
+        """G's update: the GAN loss on `fake`, plus whichever part losses the config weighs in."""
         cfg = self.config
         # G's loss flows through D, but D's parameters must not collect gradients from it.
         self.d.requires_grad_(False)
@@ -369,30 +370,32 @@ class Trainer:
         loss_g = F.softplus(-gen_logits).mean()
         stats = {"loss_g": loss_g.item()}
         if cfg.color_stats:
-            image = fake.float().clamp(-1, 1)
-            with torch.no_grad():
-                labels = self.judge.labels(image)
-            colour = self.color_loss(*part_colors(image, labels))
+            colour = self.color_loss(*self._judged_colors(fake))
             stats["color_stats"] = colour.item()
             loss_g = loss_g + cfg.color_stats * colour
         if cfg.within_group:
             with self._autocast():
                 image, groups = self._grouped_batch()
-            image = image.float().clamp(-1, 1)
-            with torch.no_grad():
-                labels = self.judge.labels(image)
-            within = self.group_loss(*part_colors(image, labels), groups)
+            within = self.group_loss(*self._judged_colors(image), groups)
             stats["within_group"] = within.item()
             loss_g = loss_g + cfg.within_group * within
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
             stats.update(swap_colour=colour.item(), swap_locality=locality.item())
+            # The swapped images must look real too; they are half as many as the plain batch, so half the weight.
             loss_g = loss_g + 0.5 * gan + cfg.part_swap * (colour + locality)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self.d.requires_grad_(True)
         return stats
+
+    def _judged_colors(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """`part_colors` of G's images [B, 3, H, W], with the judge's masks taken without gradients."""
+        image = image.float().clamp(-1, 1)
+        with torch.no_grad():
+            labels = self.judge.labels(image)
+        return part_colors(image, labels)
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
@@ -414,7 +417,7 @@ class Trainer:
                 mixed = g.synthesize(swap_part(target, reference, part, cfg.size), noise="const")
                 gan.append(F.softplus(-self.d(mixed).float()).mean())
             c, loc = swap_loss(mixed.float().clamp(-1, 1), images[rows], images[n:][rows], labels[rows],
-                               labels[n:][rows], part, stat_std(self.color_std, part))
+                               labels[n:][rows], part, self.color_std[part_dims(part)])
             colour.append(c)
             locality.append(loc)
         return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()
@@ -451,6 +454,7 @@ class Trainer:
         }
         if self.color_loss is not None:
             state["color_stats"] = self.color_loss.state_dict()
+        if self.group_loss is not None:
             state["within_group"] = self.group_loss.state_dict()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -476,6 +480,7 @@ class Trainer:
             getattr(trainer, name).load_state_dict(state[name])
         if trainer.color_loss is not None:
             trainer.color_loss.load_state_dict(state.get("color_stats", {}))
+        if trainer.group_loss is not None:
             trainer.group_loss.load_state_dict(state.get("within_group", {}))
         trainer.step, trainer.images_seen = state["step"], state["images_seen"]
         trainer.wall_time, trainer.sessions = state["wall_time"], state["sessions"]
