@@ -13,8 +13,8 @@ part's mean colour, over T's part mask, must be R's. G can satisfy both only wit
 the part and nowhere else, which is exactly what Eq. 1 looks for. Nothing downstream knows about the reserved
 channels: the catalog still clusters and ranks channels on its own, and the edit is still the paper's query.
 
-The masks are the judge's, taken without gradients; colours are CIELAB in the training faces' standard
-deviations (`ColorStats`), and the eyes' colour is the iris's (`transfer.part_mask`).
+The masks are the judge's, taken without gradients; colours are CIELAB, and the eyes' colour is the iris's
+(`transfer.part_mask`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from localedit.color import srgb_to_lab
 from localedit.faces import PARTS
 from localedit.part_stats import MIN_PIXELS
 from localedit.parts import input_resolution
-from localedit.transfer import part_mask
+from localedit.transfer import MIN_GAP, part_mask
 
 SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # three per part: one per colour dimension
 LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as a 1-σ colour miss
@@ -69,22 +69,25 @@ def masked_mean(lab: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return (lab * weight).sum(dim=(2, 3)) / count.clamp_min(1.0), count[:, 0] >= MIN_PIXELS
 
 
-def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor, labels_r: Tensor, part: str,
-              std: Tensor) -> tuple[Tensor, Tensor]:
+def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor, labels_r: Tensor, part: str
+              ) -> tuple[Tensor, Tensor]:
     """(colour miss, locality) of images [B, 3, H, W] in [-1, 1] whose part was swapped from reference into target.
 
-    colour miss: the root of the mean over pairs of Σ((μ_mixed − μ_reference) / std)², μ the part's mean CIELAB
-        over the target's mask (the part stays where the target has it) and the reference's own; std [3].
+    colour miss: the mean over pairs of ‖μ_mixed − μ_reference‖ / ‖μ_target − μ_reference‖, μ the part's mean
+        CIELAB over the target's mask (the part stays where the target has it) and over the reference's own:
+        one minus the colour transfer `evaluate` reports, over the pairs whose gap is at least MIN_GAP. Dividing
+        by the gap keeps G from lowering the loss by giving every face the same colour.
     locality: the root of the mean squared RGB change from the target outside the dilated part, × LOCALITY_SCALE.
     Only `mixed` needs gradients; the masks come from labels [B, H, W].
     """
     lab_m, lab_t, lab_r = srgb_to_lab(mixed), srgb_to_lab(target), srgb_to_lab(reference)
     mu_m, ok_t = masked_mean(lab_m, part_mask(labels_t, lab_t, part))
+    mu_t, _ = masked_mean(lab_t, part_mask(labels_t, lab_t, part))
     mu_r, ok_r = masked_mean(lab_r, part_mask(labels_r, lab_r, part))
-    ok = ok_t & ok_r
-    miss = ((mu_m - mu_r) / std).square().sum(1)
-    colour = (miss[ok].mean() + 1e-8).sqrt() if bool(ok.any()) else mixed.new_zeros(())
+    gap = (mu_t - mu_r).norm(dim=1).detach()
+    ok = ok_t & ok_r & (gap >= MIN_GAP)
+    miss = ((mu_m - mu_r).square().sum(1) + 1e-8).sqrt() / gap.clamp_min(MIN_GAP)
+    colour = miss[ok].mean() if bool(ok.any()) else mixed.new_zeros(())
     away = outside(labels_t, part)[:, None].to(mixed.dtype)
     change = ((mixed - target).square() * away).sum() / (3 * away.sum()).clamp_min(1.0)
     return colour, LOCALITY_SCALE * (change + 1e-8).sqrt()
-

@@ -250,7 +250,6 @@ class Trainer:
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
             target = data_stats(faces, labels).to(self.device)
-            self.color_std = target.std
             if config.color_stats:
                 self.color_loss = StatsLoss(target)
             if config.within_group:
@@ -417,7 +416,7 @@ class Trainer:
                 mixed = g.synthesize(swap_part(target, reference, part, cfg.size), noise="const")
                 gan.append(F.softplus(-self.d(mixed).float()).mean())
             c, loc = swap_loss(mixed.float().clamp(-1, 1), images[rows], images[n:][rows], labels[rows],
-                               labels[n:][rows], part, self.color_std[part_dims(part)])
+                               labels[n:][rows], part)
             colour.append(c)
             locality.append(loc)
         return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()

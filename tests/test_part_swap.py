@@ -45,24 +45,23 @@ def _face(iris: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def test_swap_loss_wants_the_references_colour_inside_and_no_change_outside():
-    std = torch.tensor([10.0, 10.0, 10.0])
     target, labels_t = _face((-0.6, -0.2, 0.5))
     reference, labels_r = _face((0.1, -0.5, -0.6))
     reference, labels_r = reference.roll(5, dims=3), labels_r.roll(5, dims=2)  # the reference's eye is elsewhere
     perfect = target.clone()
     perfect[:, :, 4:7, 4:7] = reference[:, :, 4:7, 9:12]
-    colour, locality = swap_loss(perfect, target, reference, labels_t, labels_r, "eyes", std)
+    colour, locality = swap_loss(perfect, target, reference, labels_t, labels_r, "eyes")
     assert colour.item() < 1e-3 and locality.item() < 5e-3  # the roots keep a 1e-8 floor
 
     unchanged = target.clone().requires_grad_(True)
-    colour, locality = swap_loss(unchanged, target, reference, labels_t, labels_r, "eyes", std)
-    assert colour.item() > 3 and locality.item() < 5e-3
+    colour, locality = swap_loss(unchanged, target, reference, labels_t, labels_r, "eyes")
+    assert colour.item() == pytest.approx(1.0) and locality.item() < 5e-3  # no transfer at all
     (grad,) = torch.autograd.grad(colour, unchanged)
     assert grad[:, :, 4:7, 4:7].abs().sum() > 0 and grad[:, :, 8:, 8:].abs().sum() == 0
 
     shifted = perfect.clone()
     shifted[:, :, 10:, :] += 0.1  # a change well away from the eye
-    _, locality = swap_loss(shifted, target, reference, labels_t, labels_r, "eyes", std)
+    _, locality = swap_loss(shifted, target, reference, labels_t, labels_r, "eyes")
     share = (6 * 16) / outside(labels_t, "eyes").sum()
     assert locality.item() == pytest.approx(LOCALITY_SCALE * (0.01 * share.item()) ** 0.5, rel=1e-3)
 
