@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
                    "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
+    p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
+                   "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "

@@ -190,9 +190,26 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))
     if args.fp32:
         overrides["bf16"] = False
+    if args.swap_from_init:
+        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64)
     train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
           resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
           checkpoint_every=args.checkpoint_every, command=command)
+
+
+def _reserved_channels(init: str | None, size: int) -> dict:
+    """The part-swap loss's reserved channels from the --init model's catalog (`part_swap.reserve_channels`)."""
+    from localedit.hub import load_model
+    from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
+
+    if not init:
+        raise ValueError("--swap-from-init needs --init: the reserved channels come from that model's catalog")
+    catalog = load_model(init).catalog
+    missing = [part for part in SWAP_CHANNELS if part not in catalog.parts]
+    if missing:
+        raise ValueError(f"{init}'s catalog names no {missing}: label them first (`label`)")
+    rows = {part: catalog.part_rows(part) for part in SWAP_CHANNELS}
+    return reserve_channels(rows, swap_layers(catalog.style_layers, size))
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ The masks are the judge's, taken without gradients; colours are CIELAB, and the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,17 +42,33 @@ def swap_layers(layers: Iterable[str], size: int) -> list[str]:
     return [layer for layer in layers if input_resolution(layer) >= size // 2]
 
 
-def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], part: str, size: int
-              ) -> dict[str, Tensor]:
-    """Styles {layer: [B, C]} of a size-px generator: the target's, with the part's reserved channels in
-    `swap_layers` taken from the reference."""
+def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], part: str, size: int,
+              channels: Mapping[str, Sequence[int]] | None = None) -> dict[str, Tensor]:
+    """Styles {layer: [B, C]} of a size-px generator: the target's, with the part's reserved channels taken from
+    the reference: `channels` {layer: [c, ...]}, or by default SWAP_CHANNELS[part] in every one of `swap_layers`."""
     out = dict(target)
-    channels = list(SWAP_CHANNELS[part])
-    for layer in swap_layers(target, size):
+    if channels is None:
+        channels = dict.fromkeys(swap_layers(target, size), SWAP_CHANNELS[part])
+    for layer, reserved in channels.items():
         keep = torch.ones(target[layer].shape[1], dtype=torch.bool, device=target[layer].device)
-        keep[channels] = False
+        keep[list(reserved)] = False
         out[layer] = torch.where(keep, target[layer], reference[layer])
     return out
+
+
+def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[str], per_part: int = 3
+                     ) -> dict[str, dict[str, list[int]]]:
+    """Reserved channels chosen from a catalog: for each part in `rows` ({part: its M rows {layer: [C]}}, Eq. 1)
+    and each layer, the `per_part` channels with the largest M that no earlier part took. A generator whose
+    channels already lie on the part has less to learn than one given arbitrary channels."""
+    chosen: dict[str, dict[str, list[int]]] = {part: {} for part in rows}
+    for layer in layers:
+        taken: set[int] = set()
+        for part, row in rows.items():
+            order = [int(c) for c in torch.argsort(row[layer], descending=True, stable=True)]
+            chosen[part][layer] = [c for c in order if c not in taken][:per_part]
+            taken.update(chosen[part][layer])
+    return chosen
 
 
 def outside(labels: Tensor, part: str, grow: int = 1) -> Tensor:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +81,13 @@ class TrainConfig:
     # swapping the eyes' reserved channels and half the mouth's.
     part_swap: float = 0.0
     swap_pairs: int = 16
+    # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
+    swap_channels: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "swap_channels", {part: {layer: [int(c) for c in cs] for layer, cs in layers.items()}
+                                                   for part, layers in self.swap_channels.items()})
         self.generator_config()  # validates size and the channel table
         group = min(4, self.batch)
         if self.batch % group:
@@ -413,7 +417,8 @@ class Trainer:
             target = {k: v[rows] for k, v in styles.items()}
             reference = {k: v[n:][rows] for k, v in styles.items()}
             with self._autocast():
-                mixed = g.synthesize(swap_part(target, reference, part, cfg.size), noise="const")
+                swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
+                mixed = g.synthesize(swapped, noise="const")
                 gan.append(F.softplus(-self.d(mixed).float()).mean())
             c, loc = swap_loss(mixed.float().clamp(-1, 1), images[rows], images[n:][rows], labels[rows],
                                labels[n:][rows], part)
@@ -586,10 +591,12 @@ def _extras(cfg: TrainConfig) -> str:
                      f"{cfg.groups} groups of {cfg.group_size} samples sharing w below layer {cfg.shared_below}, "
                      f"the irises' and lips' colours must vary as much as in the training faces.")
     if cfg.part_swap:
+        reserved = (f"the channels the init model's catalog ranks highest for each part ({cfg.swap_channels})"
+                    if cfg.swap_channels else "channels 0–2 (eyes) and 3–5 (mouth) of the last layers")
         lines.append(f"Part-swap loss (`localedit/part_swap.py`) at weight {cfg.part_swap}, {cfg.swap_pairs} pairs "
-                     f"per step: with a few reserved fine-layer channels swapped from one sample into another, the "
-                     f"eyes' or lips' colour must become the donor's and nothing outside the part may change, so "
-                     f"that these parts get channels of their own for Eq. 1 to find.")
+                     f"per step: with a few reserved fine-layer channels ({reserved}) swapped from one sample into "
+                     f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
+                     f"change, so that these parts get channels of their own for Eq. 1 to find.")
     return "".join(f"\n- {line}" for line in lines)
 
 

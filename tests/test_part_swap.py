@@ -85,5 +85,31 @@ def test_a_training_step_with_the_part_swap_loss(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in trainer.g.state_dict().items())
     with pytest.raises(ValueError, match="swap_pairs"):
         replace(config, swap_pairs=3)
+    chosen = replace(config, swap_channels={"eyes": {"convs.5": (1, 2)}, "mouth": {"convs.5": [3]}})
+    assert TrainConfig.from_dict(chosen.to_dict()) == chosen  # so a run with chosen channels can resume
+    trainer = Trainer(chosen, faces, labels=labels)
+    trainer.judge = Judge()
+    assert trainer.train_step()["swap_colour"] > 0
     with pytest.raises(ValueError, match="part_swap"):
         Trainer(config, faces)
+
+
+def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared():
+    from localedit.part_swap import reserve_channels
+
+    rows = {"eyes": {"a": torch.tensor([0.9, 0.1, 0.8, 0.7, 0.0]), "b": torch.tensor([0.0, 0.2, 0.1, 0.3, 0.4])},
+            "mouth": {"a": torch.tensor([0.5, 0.6, 0.9, 0.0, 0.1]), "b": torch.tensor([0.4, 0.3, 0.2, 0.1, 0.0])}}
+    chosen = reserve_channels(rows, ["a", "b"], per_part=2)
+    assert chosen == {"eyes": {"a": [0, 2], "b": [4, 3]}, "mouth": {"a": [1, 4], "b": [0, 1]}}
+    target = {"a": torch.zeros(1, 5), "b": torch.zeros(1, 5), "c": torch.zeros(1, 5)}
+    reference = {k: torch.ones(1, 5) for k in target}
+    mixed = swap_part(target, reference, "mouth", 64, chosen["mouth"])
+    assert mixed["a"][0].tolist() == [0, 1, 0, 0, 1] and mixed["b"][0].tolist() == [1, 1, 0, 0, 0]
+    assert mixed["c"] is target["c"]
+
+
+def test_swap_from_init_needs_a_labelled_init_model(tmp_path):
+    from localedit.cli_measure import _reserved_channels
+
+    with pytest.raises(ValueError, match="needs --init"):
+        _reserved_channels(None, 64)
