@@ -39,11 +39,18 @@ def part_colors(images: Tensor, labels: Tensor, parts: tuple[str, ...] = STAT_PA
     lab = srgb_to_lab(images.float())
     colors, valid = [], torch.ones(len(images), dtype=torch.bool, device=images.device)
     for part in parts:
-        mask = part_mask(labels, lab, part)[:, None].to(lab.dtype)
-        count = mask.sum(dim=(2, 3))
-        valid &= count[:, 0] >= MIN_PIXELS
-        colors.append((lab * mask).sum(dim=(2, 3)) / count.clamp_min(1.0))
+        color, enough = masked_mean(lab, part_mask(labels, lab, part))
+        colors.append(color)
+        valid &= enough
     return torch.cat(colors, dim=1), valid
+
+
+def masked_mean(lab: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean CIELAB over each image's mask: lab [B, 3, H, W], mask [B, H, W] → [B, 3] (0 where the mask is empty),
+    and whether the mask has at least MIN_PIXELS pixels [B]."""
+    weight = mask[:, None].to(lab.dtype)
+    count = weight.sum(dim=(2, 3))
+    return (lab * weight).sum(dim=(2, 3)) / count.clamp_min(1.0), count[:, 0] >= MIN_PIXELS
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from torch import Tensor
 
 from localedit.color import srgb_to_lab
 from localedit.faces import PARTS
-from localedit.part_stats import MIN_PIXELS
+from localedit.part_stats import masked_mean
 from localedit.parts import input_resolution
 from localedit.transfer import MIN_GAP, part_mask
 
 SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # three per part: one per colour dimension
-LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as a 1-σ colour miss
+LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as no transfer at all
 
 
 def swap_layers(layers: Iterable[str], size: int) -> list[str]:
@@ -78,13 +78,6 @@ def outside(labels: Tensor, part: str, grow: int = 1) -> Tensor:
     return inside[:, 0] == 0
 
 
-def masked_mean(lab: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean CIELAB over each image's mask [B, 3], and whether the mask has MIN_PIXELS pixels [B]."""
-    weight = mask[:, None].to(lab.dtype)
-    count = weight.sum(dim=(2, 3))
-    return (lab * weight).sum(dim=(2, 3)) / count.clamp_min(1.0), count[:, 0] >= MIN_PIXELS
-
-
 def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor, labels_r: Tensor, part: str
               ) -> tuple[Tensor, Tensor]:
     """(colour miss, locality) of images [B, 3, H, W] in [-1, 1] whose part was swapped from reference into target.
@@ -97,8 +90,9 @@ def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor
     Only `mixed` needs gradients; the masks come from labels [B, H, W].
     """
     lab_m, lab_t, lab_r = srgb_to_lab(mixed), srgb_to_lab(target), srgb_to_lab(reference)
-    mu_m, ok_t = masked_mean(lab_m, part_mask(labels_t, lab_t, part))
-    mu_t, _ = masked_mean(lab_t, part_mask(labels_t, lab_t, part))
+    mask_t = part_mask(labels_t, lab_t, part)
+    mu_m, ok_t = masked_mean(lab_m, mask_t)
+    mu_t, _ = masked_mean(lab_t, mask_t)
     mu_r, ok_r = masked_mean(lab_r, part_mask(labels_r, lab_r, part))
     gap = (mu_t - mu_r).norm(dim=1).detach()
     ok = ok_t & ok_r & (gap >= MIN_GAP)

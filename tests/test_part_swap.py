@@ -7,6 +7,7 @@ import torch
 
 from localedit.faces import PARTS
 from localedit.part_swap import LOCALITY_SCALE, SWAP_CHANNELS, outside, swap_layers, swap_loss, swap_part
+from tests.test_train import LabelsJudge
 
 LAYERS_64 = ("conv1", "to_rgb1", "convs.0", "convs.1", "to_rgbs.0", "convs.2", "convs.3", "to_rgbs.1", "convs.4",
              "convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3")
@@ -74,11 +75,7 @@ def test_a_training_step_with_the_part_swap_loss(tmp_path):
     faces, labels = render_faces(8, 32)
     trainer = Trainer(config, faces, labels=labels)
 
-    class Judge:  # an untrained G draws no eyes to find: this judge sees the training faces' own parts
-        def labels(self, images):
-            return labels[: len(images)].long()
-
-    trainer.judge = Judge()
+    trainer.judge = LabelsJudge(labels)
     before = {k: v.clone() for k, v in trainer.g.state_dict().items()}
     stats = trainer.train_step()
     assert stats["swap_colour"] > 0 and stats["swap_locality"] >= 0
@@ -88,7 +85,7 @@ def test_a_training_step_with_the_part_swap_loss(tmp_path):
     chosen = replace(config, swap_channels={"eyes": {"convs.5": (1, 2)}, "mouth": {"convs.5": [3]}})
     assert TrainConfig.from_dict(chosen.to_dict()) == chosen  # so a run with chosen channels can resume
     trainer = Trainer(chosen, faces, labels=labels)
-    trainer.judge = Judge()
+    trainer.judge = LabelsJudge(labels)
     assert trainer.train_step()["swap_colour"] > 0
     with pytest.raises(ValueError, match="part_swap"):
         Trainer(config, faces)

@@ -9,6 +9,18 @@ import torch
 
 from localedit.train import Discriminator, TrainConfig, Trainer, export, minibatch_stddev, train
 
+
+class LabelsJudge:
+    """Stands in for the judge in trainer tests: an untrained G draws no eyes to find, so this judge returns the
+    training faces' own labels, the first len(images) of them."""
+
+    def __init__(self, labels):
+        self._labels = labels
+
+    def labels(self, images):
+        return self._labels[: len(images)].long()
+
+
 TINY = TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8, r1_every=2)
 
 
@@ -139,11 +151,7 @@ def test_color_stats_step_and_checkpoint(tmp_path):
     faces, labels = render_faces(16, 32)
     trainer = Trainer(coloured, faces, labels=labels)
 
-    class Judge:  # an untrained G draws no eyes to find: this judge sees the training faces' own parts
-        def labels(self, images):
-            return labels[: len(images)].long()
-
-    trainer.judge = Judge()
+    trainer.judge = LabelsJudge(labels)
     trainer.train_step()
     stats = trainer.train_step()
     assert stats["color_stats"] > 0 and trainer.color_loss.mean is not None
