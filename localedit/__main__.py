@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--keep-every", type=int, default=0, help="keep a copy of the checkpoint, RUN_DIR/step-NNNNNN.pt, "
+                   "every this many steps (0: only latest.pt, which each checkpoint overwrites)")
     p.add_argument("--size", type=int, help="image size (a new run; default: 64)")
     p.add_argument("--channels", help="G channels at 4, 8, ..., size, comma-separated (D mirrors them)")
     p.add_argument("--style-dim", type=int, help="w's size (a new run)")

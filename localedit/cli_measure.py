@@ -194,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64)
     train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
           resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
-          checkpoint_every=args.checkpoint_every, command=command)
+          checkpoint_every=args.checkpoint_every, keep_every=args.keep_every, command=command)
 
 
 def _reserved_channels(init: str | None, size: int) -> dict:

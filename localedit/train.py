@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import signal
 import threading
 import time
@@ -402,8 +403,9 @@ class Trainer:
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
-        from R into T (`part_swap.swap_part`). Returns G's GAN loss on the swapped images and the mean colour miss
-        and locality over the parts."""
+        from R into T (`part_swap.swap_part`). T is rendered again beside the swapped image, with gradients, since
+        the loss asks only for the difference between them. Returns G's GAN loss on the swapped images and the mean
+        colour miss and locality over the parts."""
         cfg, g = self.config, self.g
         n = cfg.swap_pairs
         w = g.mapping(torch.randn(2 * n, cfg.style_dim, device=self.device))
@@ -416,12 +418,13 @@ class Trainer:
             rows = slice(i * n // 2, (i + 1) * n // 2)
             target = {k: v[rows] for k, v in styles.items()}
             reference = {k: v[n:][rows] for k, v in styles.items()}
+            swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
             with self._autocast():
-                swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
-                mixed = g.synthesize(swapped, noise="const")
+                own, mixed = g.synthesize({k: torch.cat([target[k], swapped[k]]) for k in styles},
+                                          noise="const").chunk(2)
                 gan.append(F.softplus(-self.d(mixed).float()).mean())
-            c, loc = swap_loss(mixed.float().clamp(-1, 1), images[rows], images[n:][rows], labels[rows],
-                               labels[n:][rows], part)
+            c, loc = swap_loss(mixed.float().clamp(-1, 1), own.float().clamp(-1, 1), images[n:][rows],
+                               labels[rows], labels[n:][rows], part)
             colour.append(c)
             locality.append(loc)
         return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()
@@ -505,12 +508,14 @@ def _graceful_stop() -> tuple[dict, dict]:
 
 
 def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,
-          sample_every: int = 250, checkpoint_every: int = 500, command: str = "", progress: bool = True,
+          sample_every: int = 250, checkpoint_every: int = 500, keep_every: int = 0, command: str = "",
+          progress: bool = True,
           faces: Tensor | None = None, labels: Tensor | None = None) -> Trainer:
     """Train until `steps` steps in total, resuming from `resume` or RUN_DIR/latest.pt when there is one.
 
-    Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, and
-    RUN_DIR/grids/step-NNNNNN.png every `sample_every` steps. A resume keeps the checkpoint's config; `config`
+    Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, a copy that is
+    kept, RUN_DIR/step-NNNNNN.pt, every `keep_every` steps (0: none), and RUN_DIR/grids/step-NNNNNN.png every
+    `sample_every` steps. A resume keeps the checkpoint's config; `config`
     (None: the defaults for a fresh run) must then match it.
     """
     started = time.perf_counter()
@@ -562,8 +567,11 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
                 trainer.sample_grid(run_dir / "grids" / f"step-{trainer.step:06d}.png")
                 tqdm.write(f"step {trainer.step} kimg {trainer.images_seen / 1000:.1f} "
                            + " ".join(f"{k} {v:.4g}" for k, v in running.items()))
-            if trainer.step % checkpoint_every == 0:
+            keep = keep_every and trainer.step % keep_every == 0
+            if keep or trainer.step % checkpoint_every == 0:
                 checkpoint()
+            if keep:
+                shutil.copyfile(latest, run_dir / f"step-{trainer.step:06d}.pt")
     finally:
         bar.close()
         for sig, handler in previous.items():

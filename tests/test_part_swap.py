@@ -5,8 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from localedit.color import srgb_to_lab
 from localedit.faces import PARTS
 from localedit.part_swap import LOCALITY_SCALE, SWAP_CHANNELS, outside, swap_layers, swap_loss, swap_part
+from localedit.transfer import MIN_GAP
 from tests.test_train import LabelsJudge
 
 LAYERS_64 = ("conv1", "to_rgb1", "convs.0", "convs.1", "to_rgbs.0", "convs.2", "convs.3", "to_rgbs.1", "convs.4",
@@ -59,6 +61,19 @@ def test_swap_loss_wants_the_references_colour_inside_and_no_change_outside():
     assert colour.item() == pytest.approx(1.0) and locality.item() < 5e-3  # no transfer at all
     (grad,) = torch.autograd.grad(colour, unchanged)
     assert grad[:, :, 4:7, 4:7].abs().sum() > 0 and grad[:, :, 8:, 8:].abs().sum() == 0
+
+    # A change G makes to the target and the swapped image alike gains nothing: the loss sees their difference.
+    mixed, own = target.clone().requires_grad_(True), target.clone().requires_grad_(True)
+    colour, locality = swap_loss(mixed, own, reference, labels_t, labels_r, "eyes")
+    grad_m, grad_t = torch.autograd.grad(colour + locality, (mixed, own))
+    assert grad_m.abs().sum() > 0 and torch.allclose(grad_m, -grad_t, atol=1e-6)
+
+    # A pair whose colours are close still counts, in units of MIN_GAP, so drifting together escapes nothing.
+    near = target.clone()
+    near[:, :, 4:7, 4:7] += 0.02
+    colour, _ = swap_loss(target, target, near, labels_t, labels_t, "eyes")
+    gap = (srgb_to_lab(near) - srgb_to_lab(target))[0, :, 5, 5].norm()
+    assert 0 < gap < MIN_GAP and colour.item() == pytest.approx(gap.item() / MIN_GAP, rel=1e-3)
 
     shifted = perfect.clone()
     shifted[:, :, 10:, :] += 0.1  # a change well away from the eye

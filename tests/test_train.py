@@ -51,9 +51,11 @@ def test_discriminator_shapes():
 
 def test_resume_continues_exactly(tmp_path):
     run = tmp_path / "run"
-    first = train(run, TINY, steps=2, sample_every=1, checkpoint_every=2, progress=False)
+    first = train(run, TINY, steps=2, sample_every=1, checkpoint_every=2, keep_every=1, progress=False)
     assert first.step == 2 and first.images_seen == 8
     assert (run / "grids" / "step-000002.png").exists()
+    kept = [torch.load(run / f"step-00000{i}.pt", weights_only=True)["step"] for i in (1, 2)]
+    assert kept == [1, 2]  # each a checkpoint of its own step, which latest.pt overwrites
     assert all(torch.isfinite(p).all() for p in first.g.parameters())
     shutil.copytree(run, tmp_path / "copy")
 
