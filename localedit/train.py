@@ -604,7 +604,8 @@ def _extras(cfg: TrainConfig) -> str:
         lines.append(f"Part-swap loss (`localedit/part_swap.py`) at weight {cfg.part_swap}, {cfg.swap_pairs} pairs "
                      f"per step: with a few reserved fine-layer channels ({reserved}) swapped from one sample into "
                      f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
-                     f"change, so that these parts get channels of their own for Eq. 1 to find.")
+                     f"change (the loss sees only what the swap changed, so no shared change of every face lowers "
+                     f"it), so that these parts get channels of their own for Eq. 1 to find.")
     return "".join(f"\n- {line}" for line in lines)
 
 
