@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-mlp", type=int, help="mapping layers (a new run)")
     p.add_argument("--batch", type=int, help="batch size (a new run)")
     p.add_argument("--mixing", type=float, help="style-mixing probability")
+    p.add_argument("--lr", type=float, help="Adam's learning rate for G and D (a new run; default 0.0025)")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
     p.add_argument("--color-stats", type=float, help="weight of the part-colour statistics loss (the means, spreads "

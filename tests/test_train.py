@@ -99,9 +99,10 @@ def test_cli_trains_and_exports(tmp_path):
 
     run = tmp_path / "run"
     main(["train", "--run-dir", str(run), "--steps", "1", "--size", "16", "--channels", "32,16,16",
-          "--style-dim", "32", "--batch", "4", "--n-faces", "8", "--fp32"])
+          "--style-dim", "32", "--batch", "4", "--n-faces", "8", "--fp32", "--lr", "0.001"])
     state = torch.load(run / "latest.pt", weights_only=True)
     assert state["step"] == 1 and state["config"]["bf16"] is False and state["wall_time"] > 0
+    assert state["config"]["lr"] == 0.001
     main(["train", "--run-dir", str(run), "--export", str(tmp_path / "model")])
     assert (tmp_path / "model" / "generator.safetensors").exists()
 
