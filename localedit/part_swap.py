@@ -84,9 +84,9 @@ def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor
 
     Both `mixed` and `target` carry gradients and the loss sees only their difference, what the swap did: a
     change of G that moves both alike cancels. With the target fixed, pulling each mixed part towards a random
-    reference's colour pulls every face's part towards the population's mean colour, and G obliged through its
-    shared channels: a run's iris and lip colours lost their variety within 350 G steps. Here only the reserved
-    channels' effect is asked for.
+    reference's colour pulls every face's part towards the population's mean colour, and G obliges through its
+    shared channels until the part's colour no longer varies. Here only the reserved channels' effect is asked
+    for.
 
     colour miss: ‖(μ_mixed − μ_target) − (μ_reference − μ_target)‖ / max(gap, MIN_GAP), the gap being
         ‖μ_target − μ_reference‖, over every pair whose masks hold enough pixels; μ is the part's mean CIELAB over

@@ -509,8 +509,7 @@ def _graceful_stop() -> tuple[dict, dict]:
 
 def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,
           sample_every: int = 250, checkpoint_every: int = 500, keep_every: int = 0, command: str = "",
-          progress: bool = True,
-          faces: Tensor | None = None, labels: Tensor | None = None) -> Trainer:
+          progress: bool = True, faces: Tensor | None = None, labels: Tensor | None = None) -> Trainer:
     """Train until `steps` steps in total, resuming from `resume` or RUN_DIR/latest.pt when there is one.
 
     Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, a copy that is
