@@ -97,7 +97,7 @@ def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor
     The masks come from labels [B, H, W]; `reference` needs no gradient.
     """
     lab_m, lab_t, lab_r = srgb_to_lab(mixed), srgb_to_lab(target), srgb_to_lab(reference)
-    mask_t = part_mask(labels_t, lab_t.detach(), part)
+    mask_t = part_mask(labels_t, lab_t, part)
     mu_m, ok_t = masked_mean(lab_m, mask_t)
     mu_t, _ = masked_mean(lab_t, mask_t)
     mu_r, ok_r = masked_mean(lab_r, part_mask(labels_r, lab_r, part))

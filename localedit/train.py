@@ -403,16 +403,16 @@ class Trainer:
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
-        from R into T (`part_swap.swap_part`). T is rendered again beside the swapped image, with gradients, since
-        the loss asks only for the difference between them. Returns G's GAN loss on the swapped images and the mean
-        colour miss and locality over the parts."""
+        from R into T (`part_swap.swap_part`). T is rendered beside the swapped image, with gradients, since the
+        loss asks only for the difference between them; R, without. Returns G's GAN loss on the swapped images and
+        the mean colour miss and locality over the parts."""
         cfg, g = self.config, self.g
         n = cfg.swap_pairs
         w = g.mapping(torch.randn(2 * n, cfg.style_dim, device=self.device))
         styles = g.styles(w)
-        with torch.no_grad(), self._autocast():
-            images = g.synthesize(styles, noise="const").float().clamp(-1, 1)
-            labels = self.judge.labels(images)
+        with torch.no_grad(), self._autocast():  # the references need no gradients: rendered once, for all parts
+            refs = g.synthesize({k: v[n:] for k, v in styles.items()}, noise="const").float().clamp(-1, 1)
+            labels_r = self.judge.labels(refs)
         gan, colour, locality = [], [], []
         for i, part in enumerate(SWAP_CHANNELS):
             rows = slice(i * n // 2, (i + 1) * n // 2)
@@ -420,11 +420,12 @@ class Trainer:
             reference = {k: v[n:][rows] for k, v in styles.items()}
             swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
             with self._autocast():
-                own, mixed = g.synthesize({k: torch.cat([target[k], swapped[k]]) for k in styles},
-                                          noise="const").chunk(2)
-                gan.append(F.softplus(-self.d(mixed).float()).mean())
-            c, loc = swap_loss(mixed.float().clamp(-1, 1), own.float().clamp(-1, 1), images[n:][rows],
-                               labels[rows], labels[n:][rows], part)
+                both = g.synthesize({k: torch.cat([target[k], swapped[k]]) for k in styles}, noise="const")
+                gan.append(F.softplus(-self.d(both[len(both) // 2:]).float()).mean())
+            own, mixed = both.float().clamp(-1, 1).chunk(2)
+            with torch.no_grad():
+                labels_t = self.judge.labels(own)
+            c, loc = swap_loss(mixed, own, refs[rows], labels_t, labels_r[rows], part)
             colour.append(c)
             locality.append(loc)
         return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()
