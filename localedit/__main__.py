@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
+    p.add_argument("--init-d", help="with --init: D starts from this training checkpoint's discriminator "
+                   "(RUN_DIR/latest.pt or a kept step) instead of from scratch")
     p.add_argument("--d-warmup", type=int, help="steps at the start of a new run in which only D learns")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast (by default it is used only where the "
                    "hardware runs bf16 natively)")

@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
     overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed",
-                                               "color_stats", "within_group", "shared_below", "init",
+                                               "color_stats", "within_group", "shared_below", "init", "init_d",
                                                "d_warmup", "part_swap", "lr")
                  if getattr(args, k) is not None}
     if args.channels:

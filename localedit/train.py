@@ -78,6 +78,10 @@ class TrainConfig:
     # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
     init: str = ""
     d_warmup: int = 0
+    # D of a warm start from this training checkpoint (latest.pt or a kept step) instead of from scratch: a D that
+    # already knows the faces keeps G's realism from drifting while a new loss pulls on it. Its Adam moments start
+    # fresh.
+    init_d: str = ""
     # The part-swap loss (`part_swap.py`): its weight (0: off) and the pairs of samples per G step, half of them
     # swapping the eyes' reserved channels and half the mouth's.
     part_swap: float = 0.0
@@ -101,6 +105,8 @@ class TrainConfig:
             raise ValueError("color_stats, within_group, part_swap and d_warmup must be ≥ 0")
         if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
             raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
+        if self.init_d and not self.init:
+            raise ValueError("init_d carries D into a warm start, so it needs init (G's model folder)")
         if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
                                       and self.group_size >= 2):
             raise ValueError("shared_below must be a layer index ≥ 1, with ≥ 1 group of ≥ 2 samples")
@@ -289,6 +295,14 @@ class Trainer:
             raise ValueError(f"{folder} cannot start this run: (its value, the run's) differ in {mismatch}")
         self.g.load_state_dict(source.state_dict())
         self.g_ema.load_state_dict(source.state_dict())
+
+    def start_d_from(self, checkpoint: str | Path) -> None:
+        """Warm start of D: it takes the discriminator of training checkpoint `checkpoint`, which must match."""
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            self.d.load_state_dict(state["d"])
+        except (KeyError, RuntimeError) as e:
+            raise ValueError(f"{checkpoint} holds no discriminator this run can take: {e}") from None
 
     @property
     def precision(self) -> str:
@@ -538,6 +552,8 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
         trainer = Trainer(config, faces, dev, labels)
         if config.init:
             trainer.start_from(config.init)
+        if config.init_d:
+            trainer.start_d_from(config.init_d)
     session = {"command": command, "hardware": f"{hardware(dev)}, {trainer.precision}", "start_step": trainer.step,
                "end_step": trainer.step, "wall_s": 0.0}
     trainer.sessions.append(session)
@@ -583,7 +599,10 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
 
 
 def _origin(cfg: TrainConfig) -> str:
-    return f"from the generator of `{cfg.init}` (a warm start; D from scratch)" if cfg.init else "from scratch"
+    if not cfg.init:
+        return "from scratch"
+    d = f"D from `{cfg.init_d}`" if cfg.init_d else "D from scratch"
+    return f"from the generator of `{cfg.init}` (a warm start; {d})"
 
 
 def _extras(cfg: TrainConfig) -> str:

@@ -147,6 +147,29 @@ def test_warm_start_and_d_warmup(tmp_path):
               progress=False)
 
 
+def test_warm_start_carries_d_from_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    source = train(run, TINY, steps=2, progress=False)
+    export(run / "latest.pt", tmp_path / "model", "tiny", "a test model")
+    warm = replace(TINY, init=str(tmp_path / "model"), init_d=str(run / "latest.pt"))
+    trainer = Trainer(warm, torch.zeros(8, 3, 16, 16, dtype=torch.uint8))
+    trainer.start_d_from(warm.init_d)
+    for k, v in trainer.d.state_dict().items():
+        assert torch.equal(v, source.d.state_dict()[k]), k
+    train(tmp_path / "warm", warm, steps=1, progress=False)
+    card_state = torch.load(tmp_path / "warm" / "latest.pt", weights_only=True)
+    from localedit.train import model_card
+
+    assert f"D from `{run / 'latest.pt'}`" in model_card(card_state, "n", "d", "")
+
+    with pytest.raises(ValueError, match="needs init"):
+        replace(TINY, init_d=str(run / "latest.pt"))
+    wide = tmp_path / "wide"
+    train(wide, replace(TINY, channels=(32, 32, 16)), steps=1, progress=False)
+    with pytest.raises(ValueError, match="no discriminator this run can take"):
+        Trainer(warm, torch.zeros(8, 3, 16, 16, dtype=torch.uint8)).start_d_from(wide / "latest.pt")
+
+
 def test_color_stats_step_and_checkpoint(tmp_path):
     from localedit.train import render_faces
 
