@@ -310,10 +310,12 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     gr.on([], edit, controls, outputs, api_name="edit", **synth)
     seed_boxes = (target_box, reference_box)
     sources = [target_source["kind"], target_source["name"], reference_source["kind"], reference_source["name"]]
-    # A part brings its own ε and threshold (on_part), so it asks for its edit once they are set, as a model does;
-    # its change event would edit the new part at the old part's settings first.
-    gr.on([c.change for c in controls[1:] if c not in (*seed_boxes, part_box)] + entered(seed_boxes) +
-          [edit_asked.change],
+    # The knobs edit on input, the user's own moves, never on change: an update that sets several controls at once
+    # (a link's load, an example, a model or a part with its own ε and threshold) fires a change per control as
+    # each arrives, and an edit asked by one of them would read the others half set, e.g. a link's part at the
+    # default part's ε. Such an update asks for its edit once it is whole (ask_edit).
+    knobs = (epsilon_box, threshold_box, lam_box, truncation_box)
+    gr.on([c.input for c in knobs] + entered(seed_boxes) + [edit_asked.change],
           edit_page, [mode_box, edit_shown, *controls, *sources], outputs + [target_thumb, reference_thumb, edit_shown],
           trigger_mode="always_last", show_progress="minimal", api_visibility="private", **synth)
     model_box.input(on_model, model_box, controls[3:] + [legend], api_visibility="private").then(**ask_edit)
@@ -334,7 +336,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
     examples.load_input_event.then(None, js=SHOW_RESULT_JS)
     part_box.change(show_legend, [model_box, part_box], legend, api_visibility="private", queue=False)
     method_box.input(on_method, [method_box, lam_box], [lam_box, epsilon_box, threshold_box],
-                     api_visibility="private", queue=False)
+                     api_visibility="private", queue=False).then(**ask_edit)
     # A link's notice is about the link: once the user changes anything, it no longer describes the page.
     gr.on([c.input for c in controls] + [e for s in (target_source, reference_source) for e in (s["kind"].input,
                                                                                                s["file"].upload)],
