@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
                    "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
+    p.add_argument("--swap-per-part", type=int, help="with --swap-from-init: channels reserved per part in each "
+                   "layer (default 3); the 64 px layers have only 32, and what the parts take the rest cannot draw")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--init-d", help="with --init: D starts from this training checkpoint's discriminator "
                    "(RUN_DIR/latest.pt or a kept step) instead of from scratch")

@@ -191,14 +191,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.fp32:
         overrides["bf16"] = False
     if args.swap_from_init:
-        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64)
+        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, args.swap_per_part)
+    elif args.swap_per_part is not None:
+        raise ValueError("--swap-per-part needs --swap-from-init: the default reserved channels are fixed")
     train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
           resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
           checkpoint_every=args.checkpoint_every, keep_every=args.keep_every, command=command)
 
 
-def _reserved_channels(init: str | None, size: int) -> dict:
-    """The part-swap loss's reserved channels from the --init model's catalog (`part_swap.reserve_channels`)."""
+def _reserved_channels(init: str | None, size: int, per_part: int | None = None) -> dict:
+    """The part-swap loss's reserved channels from the --init model's catalog (`part_swap.reserve_channels`),
+    `per_part` of them per part and layer (None: its default)."""
     from localedit.hub import load_model
     from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
 
@@ -209,7 +212,8 @@ def _reserved_channels(init: str | None, size: int) -> dict:
     if missing:
         raise ValueError(f"{init}'s catalog names no {missing}: label them first (`label`)")
     rows = {part: catalog.part_rows(part) for part in SWAP_CHANNELS}
-    return reserve_channels(rows, swap_layers(catalog.style_layers, size))
+    layers = swap_layers(catalog.style_layers, size)
+    return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> None:

@@ -61,6 +61,8 @@ def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[
     """Reserved channels chosen from a catalog: for each part in `rows` ({part: its M rows {layer: [C]}}, Eq. 1)
     and each layer, the `per_part` channels with the largest M that no earlier part took. A generator whose
     channels already lie on the part has less to learn than one given arbitrary channels."""
+    if per_part < 1:
+        raise ValueError(f"per_part must be at least 1, got {per_part}")
     chosen: dict[str, dict[str, list[int]]] = {part: {} for part in rows}
     for layer in layers:
         taken: set[int] = set()

@@ -118,6 +118,9 @@ def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared()
     mixed = swap_part(target, reference, "mouth", 64, chosen["mouth"])
     assert mixed["a"][0].tolist() == [0, 1, 0, 0, 1] and mixed["b"][0].tolist() == [1, 1, 0, 0, 0]
     assert mixed["c"] is target["c"]
+    assert reserve_channels(rows, ["a"], per_part=1) == {"eyes": {"a": [0]}, "mouth": {"a": [2]}}
+    with pytest.raises(ValueError, match="at least 1"):
+        reserve_channels(rows, ["a"], per_part=0)
 
 
 def test_swap_from_init_needs_a_labelled_init_model(tmp_path):
@@ -125,3 +128,11 @@ def test_swap_from_init_needs_a_labelled_init_model(tmp_path):
 
     with pytest.raises(ValueError, match="needs --init"):
         _reserved_channels(None, 64)
+
+
+def test_swap_per_part_needs_swap_from_init_and_writes_nothing(tmp_path):
+    from localedit.__main__ import main
+
+    with pytest.raises(SystemExit, match="--swap-per-part needs --swap-from-init"):
+        main(["train", "--run-dir", str(tmp_path / "run"), "--swap-per-part", "1"])
+    assert not (tmp_path / "run").exists()
