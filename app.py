@@ -88,6 +88,7 @@ from app_support import (
     COUNT_JS,
     CSS,
     DICE_JS,
+    LIVE_SLIDER,
     SHOW_RESULT_JS,
     THEME,
     configure_process,
@@ -155,7 +156,8 @@ def composite_row(i: int) -> dict:
                                visible=n > 1)
         seed, dice, thumb = seed_picker("Reference seed", reference, f"row-{i + 1}-reference",
                                         COMPOSITE_FIRST_VIEW[6 + i] if i < n else None)
-        epsilon = gr.Slider(0, end, value=epsilon, step=EPSILON_STEP, label="ε", elem_id=f"row-{i + 1}-epsilon")
+        epsilon = gr.Slider(0, end, value=epsilon, step=EPSILON_STEP, label="ε", elem_id=f"row-{i + 1}-epsilon",
+                            **LIVE_SLIDER)
     return dict(group=group, part=part_box, seed=seed, dice=dice, thumb=thumb, epsilon=epsilon, remove=remove)
 
 
@@ -190,19 +192,20 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                                            DEFAULT.epsilon),
                                             value=DEFAULT.epsilon, step=EPSILON_STEP, label="ε",
                                             info="0 changes nothing; at the right end every channel above the "
-                                                 "threshold moves", elem_id="epsilon")
+                                                 "threshold moves", elem_id="epsilon", **LIVE_SLIDER)
                     with gr.Accordion("Advanced", open=False):
                         method_box = gr.Radio(list(METHODS), value=DEFAULT.method, label="Method",
                                               elem_id="method")
                         threshold_box = gr.Slider(0, threshold_max(DEFAULT_EDITOR, DEFAULT.part, DEFAULT.threshold),
                                                   value=DEFAULT.threshold, step=THRESHOLD_STEP, label="Threshold",
                                                   info="sequential: only channels with M_part above it move; "
-                                                       "none at the right end", elem_id="threshold")
+                                                       "none at the right end", elem_id="threshold",
+                                                  **LIVE_SLIDER)
                         lam_box = gr.Slider(0, lam_max(DEFAULT.method), value=DEFAULT.lam, step=0.05, label="λ",
                                             info="simultaneous: q = min(1, λ·M_part); global: q = λ", elem_id="lam",
-                                            interactive=not uses_budget(DEFAULT.method))
+                                            interactive=not uses_budget(DEFAULT.method), **LIVE_SLIDER)
                         truncation_box = gr.Slider(0, 1, value=DEFAULT.truncation, step=0.05, label="Truncation ψ",
-                                                   elem_id="truncation")
+                                                   elem_id="truncation", **LIVE_SLIDER)
                     link_box = gr.Textbox(label="Link to this edit", interactive=False, buttons=["copy"],
                                           max_lines=1, elem_id="link")
                     copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="copy-link")
@@ -255,7 +258,8 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                     composite_shown = gr.State(COMPOSITE_FIRST_VIEW[4])
                     with gr.Accordion("Advanced", open=False, elem_id="composite-advanced"):
                         c_truncation_box = gr.Slider(0, 1, value=DEFAULT_COMPOSITE.truncation, step=0.05,
-                                                     label="Truncation ψ", elem_id="composite-truncation")
+                                                     label="Truncation ψ", elem_id="composite-truncation",
+                                                     **LIVE_SLIDER)
                     c_link_box = gr.Textbox(label="Link to this composite", interactive=False, buttons=["copy"],
                                             max_lines=1, elem_id="composite-link")
                     c_copy_button = gr.Button("🔗 Copy link", size="sm", elem_id="composite-copy-link")

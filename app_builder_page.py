@@ -31,7 +31,7 @@ from app_builder import (
 from app_builder_save import catalog_files, publish, save_into_folder
 from app_builder_tune import apply_tuned, tune_part
 from app_endpoints import MODELS
-from app_support import warned
+from app_support import LIVE_SLIDER, warned
 from localedit.parts import DEFAULT_EPSILON, DEFAULT_THRESHOLD, LAYER_GROUPS, MAX_THRESHOLD, PART_COLORS
 
 
@@ -101,7 +101,8 @@ def builder_tab(tab: gr.Tab, default_choice: str) -> None:
                 try_reference = gr.Number(1, label="Reference seed", precision=0, minimum=0,
                                           elem_id="try-reference", min_width=90)
                 try_part_box = gr.Dropdown([], label="Part to try", elem_id="try-part", min_width=120)
-            try_epsilon = gr.Slider(0, 100, value=DEFAULT_EPSILON, step=0.01, label="ε", elem_id="try-epsilon")
+            try_epsilon = gr.Slider(0, 100, value=DEFAULT_EPSILON, step=0.01, label="ε", elem_id="try-epsilon",
+                                    **LIVE_SLIDER)
             with gr.Row():
                 edited = gr.Image(label="Edited", format="png", interactive=False, height=220, elem_id="try-edited",
                                   elem_classes="pixelated")

@@ -202,6 +202,9 @@ COPY_LINK_JS = """(link) => {
   return link;
 }"""
 COUNT_JS = "(n) => n + 1"
+# A slider that edits live (on input): no reset button. Gradio's resets it to the page's first value, which is not
+# the part's own, and fires only change, so the slider would show one value and the edit another.
+LIVE_SLIDER = {"buttons": []}
 DICE_JS = "(n) => [Math.floor(Math.random() * 100000), n + 1]"  # a 🎲: a random seed, and the count that asks
 # On a phone the examples sit two screens below the result: after one is picked, bring the result into view.
 SHOW_RESULT_JS = """() => {

@@ -441,6 +441,13 @@ def test_each_view_is_made_by_one_always_last_listener(app):
         assert makers[0].trigger_mode == "always_last" and (asked._id, "change") in makers[0].targets
         ids = {seed._id for seed in seeds}
         assert {event for block, event in makers[0].targets if block in ids} == {"submit", "blur"}
+        # A control asks on input, the user's own move: an update that sets several controls fires a change per
+        # control as each arrives, and a view asked by one would read the others half set. Only the count asks on
+        # change. A live slider has no reset button, which would set it by a change alone.
+        assert [block for block, event in makers[0].targets if event == "change"] == [asked._id]
+        sliders = [app.demo.blocks[block] for block, event in makers[0].targets
+                   if isinstance(app.demo.blocks[block], gr.Slider)]
+        assert sliders and all(slider.buttons == [] for slider in sliders)
 
 
 def test_a_view_is_made_only_for_the_tab_on_show_and_only_when_it_changed(app, caplog):
