@@ -84,6 +84,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         r2 = "".join(f" {dependence[kind].get(part, math.nan):5.2f}" for kind in ("procedural", "generated"))
         print(f"{part:>12} {Transfer(**t).row()}   "
               f"{variety['procedural'][part]:5.0%} {variety['generated'][part]:5.0%} |{r2}")
+    drawn = metrics["contrast"]
+    print("contrast against the skin (median ΔE), procedural → generated: "
+          + ", ".join(f"{part} {drawn['procedural'][part]:.1f} → {drawn['generated'][part]:.1f}"
+                      for part in drawn["generated"]))
     composite = metrics["composite"]
     if composite:
         print(f"composites: {composite['sets']} held-out sets of 2–4 parts ({composite['rows']} rows); each part "

@@ -15,6 +15,8 @@ exact, says where each part is in every generated image. Reported (metrics.json,
   a picture of target | reference | edited for a few pairs per part; and the colour variety of each part in the
   procedural faces and in the generated ones, since no edit can move a look the generator does not vary, and
   how much of each part's colour follows the skin's (R²), since none can move a look tied to another part's;
+- contrast: how far each drawn feature's colour stands from the skin's (median ΔE), in the procedural faces
+  and the generated ones; a fine-tune that washes out the eyebrows shows here before it shows in the FD;
 - composites (composite_eval.py): each part's transfer inside a 2–4-part composite against its single edit,
   and the leak outside the union of the parts.
 
@@ -42,7 +44,7 @@ from localedit.edit import Editor, synthesize_with_clusters, to_uint8
 from localedit.faces import PARTS, render_arrays, to_tensor
 from localedit.judge import Judge, frechet_distance
 from localedit.query import interpolate
-from localedit.transfer import differing, pair_figures, skin_dependence, summarize, variety
+from localedit.transfer import contrast, differing, pair_figures, skin_dependence, summarize, variety
 
 # Seeds for evaluation start well above the catalog's (0..n_samples−1), so no sample was seen when clustering.
 EVAL_SEED = 100_000
@@ -51,6 +53,7 @@ TUNING_SEEDS = range(300_000, 400_000)
 TUNING_SEED = TUNING_SEEDS.start
 # Held-out procedural faces for the reference statistics (the judge trained from index 0).
 PROCEDURAL_OFFSET = 2_000_000
+DRAWN_PARTS = [p for p in PARTS if p not in ("skin", "background")]  # the features drawn on or around the skin
 
 SWEEPS = {
     "sequential": ("epsilon", (1, 2, 5, 10, 20, 40, 80, 160, 320, 1000)),
@@ -373,6 +376,9 @@ def evaluate(editor: Editor, judge: Judge, out: Path, budget: Budget = FULL, pro
                 "procedural": skin_dependence(judged_parts(editor), srgb_to_lab(procedural),
                                               torch.from_numpy(truth).long()),
                 "generated": skin_dependence(judged_parts(editor), samples.lab, samples.labels)},
+            "contrast": {
+                "procedural": contrast(DRAWN_PARTS, srgb_to_lab(procedural), torch.from_numpy(truth).long()),
+                "generated": contrast(DRAWN_PARTS, samples.lab, samples.labels)},
             "locality": {},
             "curves": curves,
         }

@@ -157,6 +157,21 @@ def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
     return out
 
 
+def contrast(parts: list[str], lab: Tensor, labels: Tensor, min_pixels: int = 4) -> dict[str, float]:
+    """Per part, the median over images of the CIELAB distance between the part's mean colour and the skin's,
+    over the images where the part covers at least `min_pixels` pixels: how distinctly the features are drawn.
+    Compared between the procedural faces and the generated ones, it catches a generator that washes features
+    such as the eyebrows into the skin, which a feature-space Fréchet distance hardly sees."""
+    skin = mean_color(lab, part_mask(labels, lab, "skin"))
+    out = {}
+    for part in parts:
+        mask = part_mask(labels, lab, part)
+        d = (mean_color(lab, mask) - skin).norm(dim=1)
+        valid = torch.isfinite(d) & (mask.sum(dim=(1, 2)) >= min_pixels)
+        out[part] = float(d[valid].median()) if valid.any() else math.nan
+    return out
+
+
 def skin_dependence(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
     """Per part other than the skin, the R² of a linear fit of its mean colour on the skin's, over the images
     where both are visible: how much of a part's colour merely follows the skin. In the procedural faces the iris

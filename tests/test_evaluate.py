@@ -80,6 +80,10 @@ def test_numbers_are_finite_and_in_range(metrics):
         assert all(0 <= v <= 1 for v in m["color_variety"][source].values()), source
         assert set(m["skin_dependence"][source]) == {"eyes", "mouth"}
         assert all(math.isnan(v) or -1e-9 <= v <= 1 for v in m["skin_dependence"][source].values()), source
+    for source in ("procedural", "generated"):
+        assert "eyebrows" in m["contrast"][source] and "skin" not in m["contrast"][source]
+        assert all(math.isnan(v) or v >= 0 for v in m["contrast"][source].values()), source
+    assert m["contrast"]["procedural"]["eyebrows"] > 0  # every procedural face has brows
     c = m["composite"]  # two judged parts: every set has both
     assert c["sets"] == QUICK.composites and c["rows"] == 2 * QUICK.composites
     assert math.isfinite(c["leak"]) and c["leak"] >= 0

@@ -127,6 +127,16 @@ def test_variety_counts_neighbouring_pairs_whose_colours_differ():
     assert variety(["mouth"], lab, labels) == {"mouth": pytest.approx(1 / 3)}
 
 
+def test_contrast_is_the_median_distance_of_a_part_colour_from_the_skin():
+    from localedit.transfer import contrast
+
+    box, speck = (4, 8, 4, 12), (4, 5, 4, 7)  # 32 pixels, and 3: too few to count
+    # against the grey skin (50, 0, 0): 30, 40 and 50 ΔE apart; the speck's 100 is left out
+    lab, labels = _scene([(50, 30, 0), (50, 0, 40), (50, 30, 40), (50, 100, 0)], [box, box, box, speck])
+    assert contrast(["mouth"], lab, labels) == {"mouth": pytest.approx(40.0)}
+    assert math.isnan(contrast(["eyes"], lab, labels)["eyes"])  # no image has any eyes
+
+
 def test_skin_dependence_is_the_share_of_a_part_colour_that_follows_the_skin():
     from localedit.transfer import skin_dependence
 
