@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
     p.add_argument("--color-stats", type=float, help="weight of the part-colour statistics loss (the means, spreads "
                    "and correlations of the skin's, irises' and lips' colours, matched to the data's); 0 leaves it out")
+    p.add_argument("--stat-parts", help="the parts whose colours the statistics losses match, comma-separated "
+                   "(default skin,eyes,mouth; add eyebrows to keep them as distinct from the skin as the data's)")
     p.add_argument("--within-group", type=float, help="weight of the within-group loss: the irises' and lips' "
                    "colours must vary among samples that share their coarse styles; 0 leaves it out")
     p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "

@@ -192,6 +192,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                  if getattr(args, k) is not None}
     if args.channels:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))
+    if args.stat_parts:
+        overrides["stat_parts"] = tuple(p.strip() for p in args.stat_parts.split(","))
     if args.fp32:
         overrides["bf16"] = False
     if args.swap_from_init:

@@ -26,9 +26,9 @@ STAT_PARTS = ("skin", "eyes", "mouth")
 MIN_PIXELS = 4  # a mask of fewer pixels gives too noisy a mean colour to count
 
 
-def part_dims(part: str) -> list[int]:
-    """The columns of `part_colors`' layout (and of ColorStats) that hold `part`'s mean L, a and b."""
-    i = STAT_PARTS.index(part)
+def part_dims(part: str, parts: tuple[str, ...] = STAT_PARTS) -> list[int]:
+    """The columns of `part_colors`' layout for `parts` (and of ColorStats) that hold `part`'s mean L, a and b."""
+    i = parts.index(part)
     return [3 * i, 3 * i + 1, 3 * i + 2]
 
 
@@ -73,9 +73,9 @@ class ColorStats:
         return ColorStats(self.mean.to(device), self.std.to(device), self.corr.to(device))
 
 
-def data_stats(faces: Tensor, labels: Tensor, chunk: int = 1000) -> ColorStats:
-    """ColorStats of uint8 faces [N, 3, H, W] with their true labels [N, H, W]."""
-    rows = [part_colors(faces[i:i + chunk].float().div(127.5).sub(1.0), labels[i:i + chunk].long())
+def data_stats(faces: Tensor, labels: Tensor, parts: tuple[str, ...] = STAT_PARTS, chunk: int = 1000) -> ColorStats:
+    """ColorStats of `parts` in uint8 faces [N, 3, H, W] with their true labels [N, H, W]."""
+    rows = [part_colors(faces[i:i + chunk].float().div(127.5).sub(1.0), labels[i:i + chunk].long(), parts)
             for i in range(0, len(faces), chunk)]
     return ColorStats.of(torch.cat([c for c, _ in rows]), torch.cat([v for _, v in rows]))
 

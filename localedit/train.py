@@ -36,8 +36,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from localedit.bench import hardware
+from localedit.faces import PARTS
 from localedit.hub import write_atomic
-from localedit.part_stats import StatsLoss, WithinGroupLoss, data_stats, part_colors, part_dims
+from localedit.part_stats import STAT_PARTS, StatsLoss, WithinGroupLoss, data_stats, part_colors, part_dims
 from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
@@ -68,6 +69,9 @@ class TrainConfig:
     # whose labels give a generated face's part masks.
     color_stats: float = 0.0
     judge: str = "assets/judge"
+    # The parts whose mean colours the statistics losses read (`part_stats.part_colors`); the within-group loss
+    # needs the eyes and the mouth among them.
+    stat_parts: tuple[str, ...] = STAT_PARTS
     # The within-group loss (`part_stats.WithinGroupLoss`): its weight (0: off), the groups of samples that share
     # w below layer `shared_below` (the coarse layers), and the samples per group.
     within_group: float = 0.0
@@ -91,6 +95,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "stat_parts", tuple(str(p) for p in self.stat_parts))
         object.__setattr__(self, "swap_channels", {part: {layer: [int(c) for c in cs] for layer, cs in layers.items()}
                                                    for part, layers in self.swap_channels.items()})
         self.generator_config()  # validates size and the channel table
@@ -105,6 +110,12 @@ class TrainConfig:
             raise ValueError("color_stats, within_group, part_swap and d_warmup must be ≥ 0")
         if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
             raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
+        unknown = [p for p in self.stat_parts if p not in PARTS]
+        if unknown or len(set(self.stat_parts)) != len(self.stat_parts) or "skin" not in self.stat_parts:
+            raise ValueError(f"stat_parts must be distinct parts of {PARTS}, the skin among them; got "
+                             f"{list(self.stat_parts)}")
+        if self.within_group and not {"eyes", "mouth"} <= set(self.stat_parts):
+            raise ValueError("the within-group loss reads the eyes' and the mouth's colours: keep them in stat_parts")
         if self.init_d and not self.init:
             raise ValueError("init_d carries D into a warm start, so it needs init (G's model folder)")
         if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
@@ -260,11 +271,12 @@ class Trainer:
             from localedit.judge import load_judge
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
-            target = data_stats(faces, labels).to(self.device)
+            target = data_stats(faces, labels, config.stat_parts).to(self.device)
             if config.color_stats:
                 self.color_loss = StatsLoss(target)
             if config.within_group:
-                self.group_loss = WithinGroupLoss(target, dims=part_dims("eyes") + part_dims("mouth"))
+                self.group_loss = WithinGroupLoss(target, dims=part_dims("eyes", config.stat_parts)
+                                                                 + part_dims("mouth", config.stat_parts))
         torch.manual_seed(config.seed)
         self.g = Generator(config.generator_config()).to(self.device)
         self.d = Discriminator(config.size, config.channels).to(self.device, memory_format=torch.channels_last)
@@ -413,7 +425,7 @@ class Trainer:
         image = image.float().clamp(-1, 1)
         with torch.no_grad():
             labels = self.judge.labels(image)
-        return part_colors(image, labels)
+        return part_colors(image, labels, self.config.stat_parts)
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
@@ -611,8 +623,9 @@ def _extras(cfg: TrainConfig) -> str:
         lines.append(f"Warm start from `{cfg.init}`; only D learned for the first {cfg.d_warmup} steps.")
     if cfg.color_stats:
         lines.append(f"Part-colour statistics loss (`localedit/part_stats.py`) at weight {cfg.color_stats} beside G's "
-                     f"GAN loss: the skin's, irises' and lips' mean colours in each generated batch (masks by the "
-                     f"judge `{cfg.judge}`) are matched to the training faces' in mean, spread and correlation.")
+                     f"GAN loss: the mean colours of {', '.join(cfg.stat_parts)} in each generated batch (the "
+                     f"eyes' is the iris's; masks by the judge `{cfg.judge}`) are matched to the training faces' in "
+                     f"mean, spread and correlation.")
     if cfg.within_group:
         lines.append(f"Within-group loss (`part_stats.WithinGroupLoss`) at weight {cfg.within_group}: in "
                      f"{cfg.groups} groups of {cfg.group_size} samples sharing w below layer {cfg.shared_below}, "

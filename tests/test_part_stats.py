@@ -46,6 +46,25 @@ def test_the_data_scores_near_zero_and_a_collapsed_batch_does_not():
     assert on_data < 0.5 < 3 < collapsed
 
 
+def test_eyebrows_washed_into_the_skin_score_far_from_the_data():
+    faces, labels = _faces(64)
+    parts = ("skin", "eyes", "mouth", "eyebrows")
+    target = data_stats(faces, labels, parts)
+    assert target.mean.shape == (12,)
+    real = faces.float() / 127.5 - 1
+    on_data = StatsLoss(target, momentum=0.0)(*part_colors(real, labels, parts)).item()
+    washed = real.clone()  # each face's brows take the colour of its own skin
+    for i in range(len(washed)):
+        skin = real[i][:, labels[i] == PARTS.index("skin")].mean(1)
+        washed[i][:, labels[i] == PARTS.index("eyebrows")] = skin[:, None]
+    faded = StatsLoss(target, momentum=0.0)(*part_colors(washed, labels, parts)).item()
+    assert on_data < 0.5 < 2 < faded
+    # The default parts do not read the brows at all.
+    default = data_stats(faces, labels)
+    assert StatsLoss(default, momentum=0.0)(*part_colors(washed, labels)).item() == pytest.approx(
+        StatsLoss(default, momentum=0.0)(*part_colors(real, labels)).item())
+
+
 def test_running_moments_and_their_state():
     target = ColorStats(torch.zeros(2), torch.ones(2), torch.eye(2))
     loss = StatsLoss(target, momentum=0.5)

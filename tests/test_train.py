@@ -173,7 +173,8 @@ def test_warm_start_carries_d_from_a_checkpoint(tmp_path):
 def test_color_stats_step_and_checkpoint(tmp_path):
     from localedit.train import render_faces
 
-    coloured = replace(TINY, size=32, channels=(32, 16, 16, 8), color_stats=1.0, n_faces=16, batch=8)
+    coloured = replace(TINY, size=32, channels=(32, 16, 16, 8), color_stats=1.0, n_faces=16, batch=8,
+                       stat_parts=("skin", "eyes", "mouth", "eyebrows"))
     faces, labels = render_faces(16, 32)
     trainer = Trainer(coloured, faces, labels=labels)
 
@@ -184,5 +185,15 @@ def test_color_stats_step_and_checkpoint(tmp_path):
     trainer.save(tmp_path / "latest.pt")
     loaded = Trainer.load(tmp_path / "latest.pt", faces, labels=labels)
     assert torch.equal(loaded.color_loss.second, trainer.color_loss.second)
+    assert loaded.config.stat_parts == coloured.stat_parts and loaded.color_loss.target.mean.shape == (12,)
     with pytest.raises(ValueError, match="labels"):
         Trainer(coloured, faces)
+
+
+def test_stat_parts_are_checked():
+    with pytest.raises(ValueError, match="stat_parts"):
+        replace(TINY, color_stats=1.0, stat_parts=("skin", "eyes", "fringe"))
+    with pytest.raises(ValueError, match="stat_parts"):
+        replace(TINY, color_stats=1.0, stat_parts=("eyes", "mouth"))  # no skin to stand against
+    with pytest.raises(ValueError, match="within-group"):
+        replace(TINY, within_group=1.0, stat_parts=("skin", "eyebrows"))
