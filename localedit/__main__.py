@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run-dir", default="runs/faces64", help="checkpoints (latest.pt), grids/ and the face cache")
     p.add_argument("--steps", type=int, default=12000, help="train until this many steps in total")
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
+    p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
+                   "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
+                   "--within-group, --part-swap, --stat-parts; the same command resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")

@@ -196,13 +196,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["stat_parts"] = tuple(p.strip() for p in args.stat_parts.split(","))
     if args.fp32:
         overrides["bf16"] = False
+    if args.branch_from and (args.swap_from_init or args.swap_per_part is not None):
+        raise ValueError("a branch keeps its checkpoint's reserved channels: drop --swap-from-init/--swap-per-part")
     if args.swap_from_init:
         overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, args.swap_per_part)
     elif args.swap_per_part is not None:
         raise ValueError("--swap-per-part needs --swap-from-init: the default reserved channels are fixed")
-    train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, device=args.device,
-          resume=Path(args.resume) if args.resume else None, sample_every=args.sample_every,
-          checkpoint_every=args.checkpoint_every, keep_every=args.keep_every, command=command)
+    where = {"device": args.device, "resume": Path(args.resume) if args.resume else None,
+             "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
+             "keep_every": args.keep_every, "command": command}
+    if args.branch_from:
+        train(run_dir, None, args.steps, branch=Path(args.branch_from), changes=overrides, **where)
+    else:
+        train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, **where)
 
 
 def _reserved_channels(init: str | None, size: int, per_part: int | None = None) -> dict:

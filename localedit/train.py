@@ -25,7 +25,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,9 @@ class TrainConfig:
     swap_pairs: int = 16
     # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
     swap_channels: dict = field(default_factory=dict)
+    # A branch (`train(branch=...)`): the checkpoint, and its step, whose whole state this run continued from with
+    # other loss weights; empty for a run that began here.
+    branched_from: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -140,6 +143,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         return from_known_keys(cls, d, "training config")
+
+
+# The settings a branch may change: the losses' weights and what they read. G, D, their optimisers and the data
+# stay the checkpoint's, which is the point of branching rather than a warm start (`init`), whose fresh optimisers
+# and EMA jolt a trained G.
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts")
 
 
 class EqualConv2d(nn.Module):
@@ -502,11 +511,22 @@ class Trainer:
 
     @classmethod
     def load(cls, path: Path, faces: Tensor | None = None, device: str | torch.device = "cpu",
-             cache: Path | None = None, labels: Tensor | None = None) -> Trainer:
+             cache: Path | None = None, labels: Tensor | None = None, changes: dict | None = None) -> Trainer:
         """Rebuild a trainer from a checkpoint; its faces and labels are rendered (or read from `cache`) unless
-        given."""
+        given. `changes` ({setting: value}, from BRANCH_SETTINGS) makes it a branch: the same state under other
+        loss settings."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = TrainConfig.from_dict(state["config"])
+        if changes:
+            other = sorted(set(changes) - set(BRANCH_SETTINGS))
+            if other:
+                raise ValueError(f"a branch changes only {', '.join(BRANCH_SETTINGS)}; not {', '.join(other)} "
+                                 "(start a new run with --init for those)")
+            branched = f"{path} (step {state['step']})"
+            stats_read = config.stat_parts
+            config = replace(config, **changes, branched_from=branched)
+            if config.stat_parts != stats_read:  # the running moments have another layout: they start afresh
+                state = {k: v for k, v in state.items() if k not in ("color_stats", "within_group")}
         if faces is None:
             faces, labels = render_faces(config.n_faces, config.size, cache)
         trainer = cls(config, faces, device, labels)
@@ -536,8 +556,12 @@ def _graceful_stop() -> tuple[dict, dict]:
 
 def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,
           sample_every: int = 250, checkpoint_every: int = 500, keep_every: int = 0, command: str = "",
-          progress: bool = True, faces: Tensor | None = None, labels: Tensor | None = None) -> Trainer:
+          progress: bool = True, faces: Tensor | None = None, labels: Tensor | None = None,
+          branch: Path | None = None, changes: dict | None = None) -> Trainer:
     """Train until `steps` steps in total, resuming from `resume` or RUN_DIR/latest.pt when there is one.
+
+    A new RUN_DIR with `branch` continues that checkpoint's whole state (G, D, EMA, optimisers, step) under
+    `changes` to its loss settings (BRANCH_SETTINGS); the same call later resumes the branch.
 
     Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, a copy that is
     kept, RUN_DIR/step-NNNNNN.pt, every `keep_every` steps (0: none), and RUN_DIR/grids/step-NNNNNN.png every
@@ -548,8 +572,23 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     latest = run_dir / "latest.pt"
+    if branch is not None and resume is not None:
+        raise ValueError("name either a checkpoint to resume or one to branch from, not both")
     resume = resume if resume is not None else (latest if latest.exists() else None)
-    if resume is not None:
+    if resume is not None and branch is not None:
+        trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
+        made = trainer.config
+        if not made.branched_from.startswith(f"{branch} (") or any(getattr(made, k) != v
+                                                                  for k, v in (changes or {}).items()):
+            raise ValueError(f"{run_dir} already holds a run that is not this branch of {branch} "
+                             f"(it {'branched from ' + made.branched_from if made.branched_from else 'began there'})"
+                             "; pick a new --run-dir")
+        tqdm.write(f"resumed the branch {resume} at step {trainer.step}")
+    elif branch is not None:
+        trainer = Trainer.load(Path(branch), faces, dev, cache=run_dir / "faces.npy", labels=labels,
+                               changes=dict(changes or {}))
+        tqdm.write(f"branched from {trainer.config.branched_from}; its config now: {trainer.config}")
+    elif resume is not None:
         trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
         if config is not None and config != trainer.config:
             changed = {k: v for k, v in config.to_dict().items() if trainer.config.to_dict()[k] != v}
@@ -619,6 +658,9 @@ def _origin(cfg: TrainConfig) -> str:
 
 def _extras(cfg: TrainConfig) -> str:
     lines = []
+    if cfg.branched_from:
+        lines.append(f"Branched from `{cfg.branched_from}`: that checkpoint's G, D, EMA and optimisers went on "
+                     f"under this run's loss settings.")
     if cfg.init:
         lines.append(f"Warm start from `{cfg.init}`; only D learned for the first {cfg.d_warmup} steps.")
     if cfg.color_stats:

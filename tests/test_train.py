@@ -197,3 +197,51 @@ def test_stat_parts_are_checked():
         replace(TINY, color_stats=1.0, stat_parts=("eyes", "mouth"))  # no skin to stand against
     with pytest.raises(ValueError, match="within-group"):
         replace(TINY, within_group=1.0, stat_parts=("skin", "eyebrows"))
+
+
+def test_a_branch_continues_the_whole_state_under_other_loss_settings(tmp_path):
+    from localedit.train import model_card
+
+    run = tmp_path / "run"
+    source = train(run, TINY, steps=2, progress=False)
+    changes = {"stat_parts": ("skin", "eyes", "mouth", "eyebrows")}
+    branch = Trainer.load(run / "latest.pt", changes=changes)
+    assert branch.step == 2 and branch.config.stat_parts == changes["stat_parts"]
+    assert branch.config.branched_from == f"{run / 'latest.pt'} (step 2)"
+    for name in ("g", "d", "g_ema"):
+        for k, v in getattr(branch, name).state_dict().items():
+            assert torch.equal(v, getattr(source, name).state_dict()[k]), (name, k)
+    moments = [t.opt_g.state_dict()["state"][0]["exp_avg_sq"] for t in (branch, source)]
+    assert torch.equal(*moments)  # Adam's moments carry over: no restart jolt
+
+    trained = train(tmp_path / "branch", None, steps=3, progress=False, branch=run / "latest.pt", changes=changes)
+    assert trained.step == 3
+    state = torch.load(tmp_path / "branch" / "latest.pt", weights_only=True)
+    assert "Branched from" in model_card(state, "n", "d", "")
+    # The same call resumes the branch; another branch, or a resume named too, is refused.
+    assert train(tmp_path / "branch", None, steps=4, progress=False, branch=run / "latest.pt",
+                 changes=changes).step == 4
+    with pytest.raises(ValueError, match="not this branch"):
+        train(tmp_path / "branch", None, steps=5, progress=False, branch=run / "latest.pt",
+              changes={"stat_parts": ("skin", "eyes", "mouth")})
+    with pytest.raises(ValueError, match="not both"):
+        train(tmp_path / "other", None, steps=5, progress=False, branch=run / "latest.pt",
+              resume=run / "latest.pt")
+    with pytest.raises(ValueError, match="a branch changes only"):
+        Trainer.load(run / "latest.pt", changes={"channels": (32, 32, 16)})
+
+
+def test_a_branch_that_reads_other_parts_restarts_the_running_moments(tmp_path):
+    from localedit.train import render_faces
+
+    coloured = replace(TINY, size=32, channels=(32, 16, 16, 8), color_stats=1.0, n_faces=16, batch=8)
+    faces, labels = render_faces(16, 32)
+    trainer = Trainer(coloured, faces, labels=labels)
+    trainer.judge = LabelsJudge(labels)
+    trainer.train_step()
+    trainer.save(tmp_path / "latest.pt")
+    heavier = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"color_stats": 2.0})
+    assert heavier.config.color_stats == 2.0 and torch.equal(heavier.color_loss.mean, trainer.color_loss.mean)
+    browed = Trainer.load(tmp_path / "latest.pt", faces, labels=labels,
+                          changes={"stat_parts": ("skin", "eyes", "mouth", "eyebrows")})
+    assert browed.color_loss.mean is None and browed.color_loss.target.mean.shape == (12,)
