@@ -525,8 +525,8 @@ class Trainer:
             branched = f"{path} (step {state['step']})"
             stats_read = config.stat_parts
             config = replace(config, **changes, branched_from=branched)
-            if config.stat_parts != stats_read:  # the running moments have another layout: they start afresh
-                state = {k: v for k, v in state.items() if k not in ("color_stats", "within_group")}
+            if config.stat_parts != stats_read:  # the statistics loss's running moments have another layout
+                state = {k: v for k, v in state.items() if k != "color_stats"}
         if faces is None:
             faces, labels = render_faces(config.n_faces, config.size, cache)
         trainer = cls(config, faces, device, labels)
@@ -586,7 +586,7 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
         tqdm.write(f"resumed the branch {resume} at step {trainer.step}")
     elif branch is not None:
         trainer = Trainer.load(Path(branch), faces, dev, cache=run_dir / "faces.npy", labels=labels,
-                               changes=dict(changes or {}))
+                               changes=changes)
         tqdm.write(f"branched from {trainer.config.branched_from}; its config now: {trainer.config}")
     elif resume is not None:
         trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
