@@ -10,6 +10,10 @@ correlations between parts, so it asks both for the variety and for the independ
 The training faces' masks are their true labels; a generated batch's are the judge's (`judge.py`), taken without
 gradients, so the loss moves the colours inside the masks and not the masks. The mask rule is the one the
 transfer figures use (`transfer.part_mask`: the iris is the eye mask without its white pixels).
+
+Nothing in those losses holds a part's size, and a G trained under them can shrink a part away (the lips, in runs
+from the faces64 model). `AreaLoss` holds each part's share of the image to the training faces' in mean and
+spread, read through the judge's soft masks (its softmax), so its gradient reaches G through the judge.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import torch
 from torch import Tensor
 
 from localedit.color import srgb_to_lab
+from localedit.faces import PARTS
 from localedit.transfer import part_mask
 
 STAT_PARTS = ("skin", "eyes", "mouth")
+AREA_PARTS = tuple(p for p in PARTS if p != "background")
 MIN_PIXELS = 4  # a mask of fewer pixels gives too noisy a mean colour to count
 
 
@@ -164,3 +170,51 @@ class WithinGroupLoss:
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.cov = state["cov"].to(self.mean.device)
+
+
+def soft_areas(judge, images: Tensor, parts: tuple[str, ...] = AREA_PARTS) -> Tensor:
+    """Each part's share of each image by the judge's soft masks: images [B, 3, H, W] in [-1, 1] → [B, P], with
+    gradients into the images (the judge's own parameters may be frozen)."""
+    probs = judge(judge.resized(images.float().clamp(-1, 1))).float().softmax(dim=1)
+    return probs[:, [judge.config.parts.index(p) for p in parts]].mean(dim=(2, 3))
+
+
+@dataclass(frozen=True)
+class AreaStats:
+    """The training faces' part areas (shares of the image, by the judge): mean [P] and standard deviation [P]."""
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def of(cls, areas: Tensor) -> AreaStats:
+        if len(areas) < 2:
+            raise ValueError("need at least two faces")
+        areas = areas.double()
+        return cls(areas.mean(0).float(), areas.std(0).clamp_min(1e-4).float())
+
+    def to(self, device: torch.device) -> AreaStats:
+        return AreaStats(self.mean.to(device), self.std.to(device))
+
+
+@torch.no_grad()
+def data_areas(judge, faces: Tensor, parts: tuple[str, ...] = AREA_PARTS, n: int = 2000,
+               chunk: int = 250) -> AreaStats:
+    """AreaStats of the first n uint8 faces [N, 3, H, W], read by the same judge as the generated ones, so that
+    its soft masks' blur at part edges is on both sides of the comparison."""
+    faces = faces[:n]
+    return AreaStats.of(torch.cat([soft_areas(judge, faces[i:i + chunk].float().div(127.5).sub(1.0), parts)
+                                   for i in range(0, len(faces), chunk)]))
+
+
+class AreaLoss:
+    """How far a batch's part areas [B, P] are from `target`: the root of the summed squares of the mean's
+    difference (in the target's standard deviations) and of the spread's ratio minus one."""
+
+    def __init__(self, target: AreaStats):
+        self.target = target
+
+    def __call__(self, areas: Tensor) -> Tensor:
+        mean, std = areas.mean(0), areas.std(0)
+        return _norm(((mean - self.target.mean) / self.target.std).square().sum()
+                     + (std / self.target.std - 1).square().sum())

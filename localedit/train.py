@@ -38,7 +38,17 @@ from tqdm import tqdm
 from localedit.bench import hardware
 from localedit.faces import PARTS
 from localedit.hub import write_atomic
-from localedit.part_stats import STAT_PARTS, StatsLoss, WithinGroupLoss, data_stats, part_colors, part_dims
+from localedit.part_stats import (
+    STAT_PARTS,
+    AreaLoss,
+    StatsLoss,
+    WithinGroupLoss,
+    data_areas,
+    data_stats,
+    part_colors,
+    part_dims,
+    soft_areas,
+)
 from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
 from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
 
@@ -92,6 +102,9 @@ class TrainConfig:
     swap_pairs: int = 16
     # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
     swap_channels: dict = field(default_factory=dict)
+    # The part-area loss (`part_stats.AreaLoss`): its weight (0: off). Each part's share of a generated image, by
+    # the judge's soft masks, must keep the training faces' mean and spread, so no part loss can shrink a part away.
+    part_area: float = 0.0
     # A branch (`train(branch=...)`): the checkpoint, and its step, whose whole state this run continued from with
     # other loss weights; empty for a run that began here.
     branched_from: str = ""
@@ -109,8 +122,8 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if min(self.color_stats, self.within_group, self.part_swap, self.d_warmup) < 0:
-            raise ValueError("color_stats, within_group, part_swap and d_warmup must be ≥ 0")
+        if min(self.color_stats, self.within_group, self.part_swap, self.part_area, self.d_warmup) < 0:
+            raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
         if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
             raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
         unknown = [p for p in self.stat_parts if p not in PARTS]
@@ -148,7 +161,7 @@ class TrainConfig:
 # The settings a branch may change: the losses' weights and what they read. G, D, their optimisers and the data
 # stay the checkpoint's, which is the point of branching rather than a warm start (`init`), whose fresh optimisers
 # and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts")
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts", "part_area")
 
 
 class EqualConv2d(nn.Module):
@@ -275,11 +288,14 @@ class Trainer:
         self.device = torch.device(device)
         self.faces = faces
         self.labels = labels
-        self.judge = self.color_loss = self.group_loss = None
-        if part_losses:
+        self.judge = self.color_loss = self.group_loss = self.area_loss = None
+        if part_losses or config.part_area:
             from localedit.judge import load_judge
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
+        if config.part_area:
+            self.area_loss = AreaLoss(data_areas(self.judge, faces.to(self.device)))
+        if part_losses:
             target = data_stats(faces, labels, config.stat_parts).to(self.device)
             if config.color_stats:
                 self.color_loss = StatsLoss(target)
@@ -418,6 +434,10 @@ class Trainer:
             within = self.group_loss(*self._judged_colors(image), groups)
             stats["within_group"] = within.item()
             loss_g = loss_g + cfg.within_group * within
+        if cfg.part_area:
+            area = self.area_loss(soft_areas(self.judge, fake))
+            stats["part_area"] = area.item()
+            loss_g = loss_g + cfg.part_area * area
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
             stats.update(swap_colour=colour.item(), swap_locality=locality.item())
@@ -680,6 +700,9 @@ def _extras(cfg: TrainConfig) -> str:
                      f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
                      f"change (the loss sees only what the swap changed, so no shared change of every face lowers "
                      f"it), so that these parts get channels of their own for Eq. 1 to find.")
+    if cfg.part_area:
+        lines.append(f"Part-area loss (`part_stats.AreaLoss`) at weight {cfg.part_area}: each part's share of a "
+                     f"generated image, by the judge's soft masks, keeps the training faces' mean and spread.")
     return "".join(f"\n- {line}" for line in lines)
 
 

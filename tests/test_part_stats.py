@@ -121,3 +121,27 @@ def test_colours_keep_their_gradient_after_an_inference_mode_call():
     images = torch.zeros(1, 3, 2, 2, requires_grad=True)
     srgb_to_lab(images).sum().backward()
     assert images.grad is not None
+
+
+def test_the_area_loss_holds_each_part_to_its_size_and_its_gradient_reaches_the_pixels():
+    from localedit.judge import load_judge
+    from localedit.part_stats import AREA_PARTS, AreaLoss, data_areas, soft_areas
+
+    judge = load_judge().eval().requires_grad_(False)
+    faces, labels = _faces(48)
+    target = data_areas(judge, faces[:32])
+    assert target.mean.shape == (len(AREA_PARTS),) and (target.std > 0).all()
+    loss = AreaLoss(target)
+    held = faces[32:].float().div(127.5).sub(1.0)
+    near = loss(soft_areas(judge, held)).item()  # other faces of the same kind
+    shrunk = held.clone()  # the lips painted over with the skin's colour next to them
+    mouth = labels[32:] == PARTS.index("mouth")
+    skin = labels[32:] == PARTS.index("skin")
+    for i in range(len(shrunk)):
+        tone = shrunk[i][:, skin[i]].mean(dim=1)
+        shrunk[i][:, mouth[i]] = tone[:, None]
+    far = loss(soft_areas(judge, shrunk)).item()
+    assert far > near + 1.0
+    pixels = shrunk.clone().requires_grad_(True)
+    loss(soft_areas(judge, pixels)).backward()
+    assert torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0

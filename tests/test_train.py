@@ -245,3 +245,19 @@ def test_a_branch_that_reads_other_parts_restarts_the_running_moments(tmp_path):
     browed = Trainer.load(tmp_path / "latest.pt", faces, labels=labels,
                           changes={"stat_parts": ("skin", "eyes", "mouth", "eyebrows")})
     assert browed.color_loss.mean is None and browed.color_loss.target.mean.shape == (12,)
+
+
+def test_the_part_area_loss_trains_checkpoints_and_branches(tmp_path):
+    from localedit.train import render_faces
+
+    sized = replace(TINY, size=32, channels=(32, 16, 16, 8), part_area=1.0, n_faces=16, batch=8)
+    faces, labels = render_faces(16, 32)
+    trainer = Trainer(sized, faces)  # the area loss reads the judge's soft masks: no labels needed
+    stats = trainer.train_step()
+    assert stats["part_area"] > 0 and trainer.area_loss.target.mean.shape == (8,)
+    trainer.save(tmp_path / "latest.pt")
+    heavier = Trainer.load(tmp_path / "latest.pt", faces, changes={"part_area": 2.0})
+    assert heavier.config.part_area == 2.0 and heavier.step == trainer.step
+    assert torch.equal(heavier.area_loss.target.mean, trainer.area_loss.target.mean)
+    with pytest.raises(ValueError, match="part_area"):
+        replace(TINY, part_area=-1.0)
