@@ -651,7 +651,12 @@ class FaceDataset(torch.utils.data.Dataset):
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [..., H, W, 3] → float [..., 3, H, W] in [-1, 1], the generator's range."""
-    return torch.from_numpy(images).movedim(-1, -3).float().div(127.5).sub(1.0)
+    return to_signed(torch.from_numpy(images).movedim(-1, -3))
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any layout) → float in [-1, 1], the generator's range."""
+    return images.float().div(127.5).sub(1.0)
 
 
 def label_colors(labels: np.ndarray) -> np.ndarray:

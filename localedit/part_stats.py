@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from localedit.color import srgb_to_lab
-from localedit.faces import PARTS
+from localedit.faces import PARTS, to_signed
 from localedit.transfer import part_mask
 
 STAT_PARTS = ("skin", "eyes", "mouth")
@@ -81,7 +81,7 @@ class ColorStats:
 
 def data_stats(faces: Tensor, labels: Tensor, parts: tuple[str, ...] = STAT_PARTS, chunk: int = 1000) -> ColorStats:
     """ColorStats of `parts` in uint8 faces [N, 3, H, W] with their true labels [N, H, W]."""
-    rows = [part_colors(faces[i:i + chunk].float().div(127.5).sub(1.0), labels[i:i + chunk].long(), parts)
+    rows = [part_colors(to_signed(faces[i:i + chunk]), labels[i:i + chunk].long(), parts)
             for i in range(0, len(faces), chunk)]
     return ColorStats.of(torch.cat([c for c, _ in rows]), torch.cat([v for _, v in rows]))
 
@@ -193,17 +193,16 @@ class AreaStats:
         areas = areas.double()
         return cls(areas.mean(0).float(), areas.std(0).clamp_min(1e-4).float())
 
-    def to(self, device: torch.device) -> AreaStats:
-        return AreaStats(self.mean.to(device), self.std.to(device))
-
 
 @torch.no_grad()
 def data_areas(judge, faces: Tensor, parts: tuple[str, ...] = AREA_PARTS, n: int = 2000,
                chunk: int = 250) -> AreaStats:
     """AreaStats of the first n uint8 faces [N, 3, H, W], read by the same judge as the generated ones, so that
-    its soft masks' blur at part edges is on both sides of the comparison."""
+    its soft masks' blur at part edges is on both sides of the comparison. Chunks go to the judge's device one at
+    a time, so the faces may stay where they are."""
+    device = next(judge.parameters()).device
     faces = faces[:n]
-    return AreaStats.of(torch.cat([soft_areas(judge, faces[i:i + chunk].float().div(127.5).sub(1.0), parts)
+    return AreaStats.of(torch.cat([soft_areas(judge, to_signed(faces[i:i + chunk].to(device)), parts)
                                    for i in range(0, len(faces), chunk)]))
 
 

@@ -294,7 +294,7 @@ class Trainer:
 
             self.judge = load_judge(config.judge).to(self.device).eval().requires_grad_(False)
         if config.part_area:
-            self.area_loss = AreaLoss(data_areas(self.judge, faces.to(self.device)))
+            self.area_loss = AreaLoss(data_areas(self.judge, faces))
         if part_losses:
             target = data_stats(faces, labels, config.stat_parts).to(self.device)
             if config.color_stats:
