@@ -272,6 +272,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="the exported model's one-line description")
     p.set_defaults(func=cli_measure.cmd_train)
 
+    p = command("probe", help="a quick look at training checkpoints on tuning seeds: the reserved channels' swap, "
+                "the realism (judge-feature FD, brow contrast, the small parts' areas) and the colour variety")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="training checkpoints (.pt) or model folders (a folder's "
+                   "catalog picks its stand-in reserved channels)")
+    p.add_argument("--pairs", type=int, default=48, help="tuning pairs for the swap")
+    p.add_argument("--samples", type=int, default=256, help="tuning samples for the realism and the variety")
+    p.add_argument("--per-part", type=int, default=1, help="for a model folder: stand-in channels per part and layer")
+    p.add_argument("--judge", default="assets/judge", help="the judge's folder")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.set_defaults(func=cli_measure.cmd_probe)
+
     p = command("train-judge", help="train the part-segmentation judge on procedural faces")
     p.add_argument("--steps", type=int, default=1500, help="training steps")
     p.add_argument("--batch", type=int, default=32, help="batch size")

@@ -1,4 +1,4 @@
-"""Command handlers that measure and train: bench, evaluate, evaluate-projection, train, train-encoder,
+"""Command handlers that measure and train: bench, evaluate, evaluate-projection, train, probe, train-encoder,
 train-judge and render-faces. Heavy modules are imported inside each handler, so the command line starts fast."""
 
 from __future__ import annotations
@@ -209,6 +209,31 @@ def cmd_train(args: argparse.Namespace) -> None:
         train(run_dir, None, args.steps, branch=Path(args.branch_from), changes=overrides, **where)
     else:
         train(run_dir, TrainConfig(**overrides) if overrides else None, args.steps, **where)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    import torch
+
+    from localedit.evaluate import procedural_reference
+    from localedit.hub import load_model
+    from localedit.judge import load_judge
+    from localedit.probe import Probe, checkpoint_generator, probe
+
+    torch.set_num_threads(args.threads)
+    for path in args.paths:
+        if not Path(path).exists():
+            raise ValueError(f"no such checkpoint or model folder: {path}")
+    judge = load_judge(args.judge)
+    procedural = procedural_reference(args.samples)
+    width = max(len(p) for p in args.paths)
+    print(f"{'':{width}} {Probe.HEADER}")
+    for path in args.paths:
+        if Path(path).is_dir():
+            model = load_model(path)
+            g, channels = model.generator, _reserved_channels(path, model.config.size, args.per_part)
+        else:
+            g, channels = checkpoint_generator(path)
+        print(f"{path:{width}} {probe(g, judge, channels, args.pairs, args.samples, procedural).row()}", flush=True)
 
 
 def _reserved_channels(init: str | None, size: int, per_part: int | None = None) -> dict:

@@ -1,0 +1,107 @@
+"""A quick look at a training checkpoint: does the part-swap training give the eyes and the lips channels of their
+own, and what does it cost the samples?
+
+`evaluate` answers for an exported, catalogued and tuned model, which takes an hour. While a run trains, each kept
+checkpoint needs a cheaper answer, on tuning seeds only:
+
+- the swap: for pairs (T, R) of samples, the reserved channels (`part_swap`) of R's styles put into T's; how far
+  the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits. This is what the
+  part-swap loss trains, read on the EMA generator;
+- the realism: the Fréchet distance in the judge's features between samples and held-out procedural faces
+  (`evaluate`'s `fd_generated`, on fewer images); the eyebrows' contrast against the skin (`transfer.contrast`),
+  which the distance hardly sees; each part's mean area in pixels, which catches a part shrinking away;
+- the variety: the share of neighbouring samples whose iris and lip colours differ (`transfer.variety`): a swap
+  can only move a colour that varies.
+
+A model folder is probed the same way, with the channels its catalog ranks highest for each part standing in for
+reserved ones, so a candidate can be set beside the model it started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from localedit.color import srgb_to_lab
+from localedit.evaluate import _batches, _features, procedural_reference, tuning_seeds
+from localedit.faces import PARTS
+from localedit.judge import Judge, frechet_distance
+from localedit.part_swap import SWAP_CHANNELS, swap_part
+from localedit.stylegan2 import Generator
+from localedit.transfer import Transfer, contrast, pair_figures, summarize, variety
+
+TRUNCATION = 0.7  # as `evaluate`'s samples
+AREA_PARTS = ("eyes", "eyebrows", "nose", "mouth")  # the small parts, which a loss can shrink away
+
+
+@dataclass(frozen=True)
+class Probe:
+    swap: dict[str, Transfer]  # per part of SWAP_CHANNELS
+    fd: float
+    brows: float  # the eyebrows' contrast against the skin, ΔE
+    area: dict[str, float]  # mean pixels per part of AREA_PARTS
+    variety: dict[str, float]  # eyes, mouth
+
+    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'FD':>6} {'brows':>6} "
+              + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}")
+
+    def row(self) -> str:
+        leak = max(t.leak for t in self.swap.values())
+        variety = f"{self.variety['eyes']:.2f}/{self.variety['mouth']:.2f}"
+        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {leak:6.3f} {self.fd:6.2f} "
+                f"{self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
+                + f" {variety:>11}")
+
+
+def checkpoint_generator(path: str | Path) -> tuple[Generator, dict]:
+    """A training checkpoint's EMA generator, in eval mode, and its reserved channels ({} for the defaults)."""
+    from localedit.train import TrainConfig
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["config"])
+    g = Generator(cfg.generator_config())
+    g.load_state_dict(state["g_ema"])
+    with torch.no_grad():  # as `train.export`: the mean w of these weights, not the run's lagging running mean
+        z = torch.randn(4096, cfg.style_dim, generator=torch.Generator().manual_seed(0))
+        g.latent_avg.copy_(g.mapping(z).mean(0))
+    return g.eval(), cfg.swap_channels
+
+
+def _render(g: Generator, judge: Judge, styles: dict[str, Tensor], batch: int) -> tuple[Tensor, Tensor]:
+    images, labels = [], []
+    n = next(iter(styles.values())).shape[0]
+    for sl in _batches(n, batch):
+        image = g.synthesize({k: v[sl] for k, v in styles.items()}).clamp(-1, 1)
+        images.append(image)
+        labels.append(judge.labels(image))
+    return torch.cat(images), torch.cat(labels)
+
+
+@torch.no_grad()
+def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: int = 256,
+          procedural: tuple[Tensor, np.ndarray] | None = None, batch: int = 32) -> Probe:
+    """Probe `g` on tuning seeds: `pairs` (T, R) pairs for the swap of `channels` ({part: {layer: [c]}}, empty
+    for part_swap's defaults), and `samples` samples (the pairs' targets first) against `procedural` faces (from
+    `evaluate.procedural_reference`, as many as the samples; rendered here when None)."""
+    seeds = tuning_seeds(max(2 * pairs, samples + 1))
+    styles = g.seed_styles(seeds, TRUNCATION)
+    images, labels = _render(g, judge, styles, batch)
+    lab = srgb_to_lab(images)
+    t, r = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
+    swap = {}
+    for part in SWAP_CHANNELS:
+        mixed = swap_part({k: v[t] for k, v in styles.items()}, {k: v[r] for k, v in styles.items()}, part,
+                          g.config.size, channels.get(part))
+        image_e, labels_e = _render(g, judge, mixed, batch)
+        swap[part] = summarize(pair_figures(part, lab[t], lab[r], srgb_to_lab(image_e), labels[t], labels[r],
+                                            labels_e))
+    sample = slice(0, samples)
+    faces = procedural[0] if procedural is not None else procedural_reference(samples)[0]
+    fd = frechet_distance(_features(judge, faces, batch), _features(judge, images[sample], batch))
+    area = {p: float((labels[sample] == PARTS.index(p)).sum(dim=(1, 2)).float().mean()) for p in AREA_PARTS}
+    return Probe(swap=swap, fd=float(fd), brows=contrast(["eyebrows"], lab[sample], labels[sample])["eyebrows"],
+                 area=area, variety=variety(["eyes", "mouth"], lab[sample], labels[sample]))

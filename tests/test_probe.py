@@ -1,0 +1,62 @@
+"""The checkpoint probe: its swap measure reads what the swap moved, and the command reads checkpoints and folders."""
+
+import math
+
+import pytest
+import torch
+
+from localedit.hub import load_model
+from localedit.judge import load_judge
+from localedit.probe import Probe, checkpoint_generator, probe
+from localedit.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def faces64():
+    return load_model("assets/faces64").generator
+
+
+def _all_channels(g, parts, take: bool) -> dict:
+    """Every channel of every style layer (the swap then renders R itself), or none (it renders T)."""
+    widths = {name: s.shape[1] for name, s in g.seed_styles([0], 1.0).items()}
+    return {part: {layer: list(range(c)) if take else [] for layer, c in widths.items()} for part in parts}
+
+
+def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_none_does(faces64):
+    judge = load_judge()
+    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), True), pairs=6, samples=8)
+    nothing = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), False), pairs=6, samples=8)
+    for part in ("eyes", "mouth"):
+        assert everything.swap[part].color == pytest.approx(1.0, abs=1e-4)
+        assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
+        assert math.isnan(nothing.swap[part].leak)  # nothing changed inside: no ratio
+    # The sample figures do not depend on the swap.
+    assert everything.fd == nothing.fd and everything.area == nothing.area and everything.brows == nothing.brows
+    assert everything.area["mouth"] > 10 and everything.fd > 0
+    assert len(everything.row()) == len(Probe.HEADER)  # the columns line up
+
+
+def test_a_checkpoint_gives_its_ema_generator_and_reserved_channels(tmp_path):
+    tiny = TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8,
+                       swap_channels={"eyes": {"convs.3": [1]}, "mouth": {"convs.3": [2]}})
+    trainer = train(tmp_path, tiny, steps=1, progress=False)
+    g, channels = checkpoint_generator(tmp_path / "latest.pt")
+    assert channels == {"eyes": {"convs.3": [1]}, "mouth": {"convs.3": [2]}}
+    assert not g.training
+    for k, v in trainer.g_ema.state_dict().items():
+        if k != "latent_avg":
+            assert torch.equal(g.state_dict()[k], v), k
+
+
+def test_the_command_probes_a_checkpoint_and_a_folder(tmp_path, capsys):
+    from localedit.__main__ import main
+
+    train(tmp_path / "run", TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8), steps=1,
+          progress=False)
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        main(["probe", str(tmp_path / "run" / "nothing.pt"), "--pairs", "2", "--samples", "4"])
+    main(["probe", str(tmp_path / "run" / "latest.pt"), "assets/faces64", "--pairs", "2", "--samples", "4",
+          "--threads", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "iris moved" in lines[0] and len(lines) == 3
+    assert lines[1].startswith(str(tmp_path)) and lines[2].startswith("assets/faces64")
