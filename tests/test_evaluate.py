@@ -172,6 +172,15 @@ def test_suggest_parts_takes_the_majority_part():
     assert suggest_parts(shares, min_share=0.4) == {"eyes": [0, 3], "mouth": [1], "hair": [2]}
 
 
+def test_a_feature_without_a_majority_takes_the_cluster_where_its_share_is_largest():
+    shares = np.zeros((4, len(PARTS)))
+    shares[:, PARTS.index("skin")] = [0.9, 0.6, 0.55, 0.7]
+    shares[1, PARTS.index("eyes")], shares[2, PARTS.index("eyes")] = 0.3, 0.35  # the skin around the eyes
+    shares[3, PARTS.index("mouth")] = 0.3
+    assert suggest_parts(shares) == {"skin": [0, 1], "eyes": [2], "mouth": [3]}  # no nose drawn: none named
+    assert suggest_parts(shares, features=()) == {"skin": [0, 1, 2, 3]}
+
+
 def test_tune_tries_every_candidate_on_tuning_seeds(tiny_generator, tiny_catalog):
     from localedit.catalog import Catalog
     from localedit.tune import candidates, choose, tune, with_choices
