@@ -173,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     import torch
 
-    from localedit.train import TrainConfig, export, train
+    from localedit.train import TrainConfig, train
+    from localedit.train_export import export
 
     torch.set_num_threads(args.threads)
     command = shlex.join(["python", "-m", "localedit", *sys.argv[1:]])

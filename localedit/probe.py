@@ -58,17 +58,13 @@ class Probe:
 
 
 def checkpoint_generator(path: str | Path) -> tuple[Generator, dict]:
-    """A training checkpoint's EMA generator, in eval mode, and its reserved channels ({} for the defaults)."""
+    """A training checkpoint's EMA generator, as `train --export` would write it, in eval mode, and its reserved
+    channels ({} for the defaults)."""
     from localedit.train import TrainConfig
+    from localedit.train_export import ema_generator
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(state["config"])
-    g = Generator(cfg.generator_config())
-    g.load_state_dict(state["g_ema"])
-    with torch.no_grad():  # as `train.export`: the mean w of these weights, not the run's lagging running mean
-        z = torch.randn(4096, cfg.style_dim, generator=torch.Generator().manual_seed(0))
-        g.latent_avg.copy_(g.mapping(z).mean(0))
-    return g.eval(), cfg.swap_channels
+    return ema_generator(state).eval(), TrainConfig.from_dict(state["config"]).swap_channels
 
 
 def _render(g: Generator, judge: Judge, styles: dict[str, Tensor], batch: int) -> tuple[Tensor, Tensor]:
@@ -92,12 +88,15 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
     images, labels = _render(g, judge, styles, batch)
     lab = srgb_to_lab(images)
     t, r = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
+    targets = {k: v[t] for k, v in styles.items()}
+    # The targets again, batched as their swaps are: what the swap changed must not include batching's rounding.
+    image_t, labels_t = _render(g, judge, targets, batch)
+    lab_t = srgb_to_lab(image_t)
     swap = {}
     for part in SWAP_CHANNELS:
-        mixed = swap_part({k: v[t] for k, v in styles.items()}, {k: v[r] for k, v in styles.items()}, part,
-                          g.config.size, channels.get(part))
+        mixed = swap_part(targets, {k: v[r] for k, v in styles.items()}, part, g.config.size, channels.get(part))
         image_e, labels_e = _render(g, judge, mixed, batch)
-        swap[part] = summarize(pair_figures(part, lab[t], lab[r], srgb_to_lab(image_e), labels[t], labels[r],
+        swap[part] = summarize(pair_figures(part, lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r],
                                             labels_e))
     sample = slice(0, samples)
     faces = procedural[0] if procedural is not None else procedural_reference(samples)[0]

@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,10 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from localedit.bench import hardware
+from localedit.discriminator import Discriminator
 from localedit.faces import PARTS
 from localedit.hub import write_atomic
 from localedit.part_stats import (
@@ -50,7 +50,7 @@ from localedit.part_stats import (
     soft_areas,
 )
 from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
-from localedit.stylegan2 import EqualLinear, Generator, GeneratorConfig, from_known_keys, fused_leaky_relu, seed_to_z
+from localedit.stylegan2 import Generator, GeneratorConfig, from_known_keys, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
 
@@ -164,72 +164,6 @@ class TrainConfig:
 BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts", "part_area")
 
 
-class EqualConv2d(nn.Module):
-    """Conv with equalised learning rate: weights stored at N(0, 1), scaled by 1/√fan_in at run time."""
-
-    def __init__(self, in_channel: int, out_channel: int, kernel_size: int, activate: bool = True,
-                 bias: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
-        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
-        self.padding = kernel_size // 2
-        self.activate = activate
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.conv2d(x, self.weight * self.scale, padding=self.padding)
-        if self.activate:
-            return fused_leaky_relu(x, self.bias)
-        return x if self.bias is None else x + self.bias[None, :, None, None]
-
-
-class DiscriminatorBlock(nn.Module):
-    """StyleGAN2's residual D block. A 2×2 average pool before the second conv stands in for blur + stride 2:
-    the same low-pass role, and that conv runs at a quarter of the pixels."""
-
-    def __init__(self, in_channel: int, out_channel: int):
-        super().__init__()
-        self.conv0 = EqualConv2d(in_channel, in_channel, 3)
-        self.conv1 = EqualConv2d(in_channel, out_channel, 3)
-        self.skip = EqualConv2d(in_channel, out_channel, 1, activate=False, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.conv1(F.avg_pool2d(self.conv0(x), 2))
-        # 1/√2 keeps the sum of two unit-variance paths at unit variance.
-        return (y + self.skip(F.avg_pool2d(x, 2))) / math.sqrt(2)
-
-
-def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
-    """Append one feature map: the mean std of the features across each group of samples (Karras et al. 2018).
-
-    It lets D see a batch's lack of variety, the signature of mode collapse. x [B, C, H, W] → [B, C+1, H, W].
-    """
-    b, c, h, w = x.shape
-    g = min(group, b)
-    # Sample n joins group n mod (B/g), as in stylegan2-ada; repeat(g) undoes that layout.
-    y = x.reshape(g, -1, c, h, w)
-    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean((1, 2, 3))
-    return torch.cat([x, y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)], 1)
-
-
-class Discriminator(nn.Module):
-    """A residual StyleGAN2 D whose channel table mirrors G's: [B, 3, size, size] → logits [B]."""
-
-    def __init__(self, size: int, channels: Sequence[int]):
-        super().__init__()
-        resolutions = [2**i for i in range(2, int(math.log2(size)) + 1)]
-        ch = dict(zip(resolutions, channels, strict=True))
-        self.from_rgb = EqualConv2d(3, ch[size], 1)
-        self.blocks = nn.Sequential(*(DiscriminatorBlock(ch[r], ch[r // 2]) for r in reversed(resolutions[1:])))
-        self.final_conv = EqualConv2d(ch[4] + 1, ch[4], 3)
-        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activation=True), EqualLinear(ch[4], 1))
-
-    def forward(self, image: Tensor) -> Tensor:
-        x = self.blocks(self.from_rgb(image))
-        x = self.final_conv(minibatch_stddev(x))
-        return self.final_linear(x.flatten(1)).squeeze(1)
-
-
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
     """Faces 0..n-1 as (uint8 [N, 3, size, size], their part labels uint8 [N, size, size]), cached as `cache`
     and `cache` with `-labels` added to its stem (.npy), so a resumed run skips the rendering."""
@@ -252,9 +186,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-_PRECISION = {True: "bf16 autocast where the hardware has it (the table says per session)", False: "fp32"}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -667,90 +598,3 @@ def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str 
     if flag["signal"] is not None:
         tqdm.write(f"stopped by signal {flag['signal']} at step {trainer.step}; checkpoint {latest}")
     return trainer
-
-
-def _origin(cfg: TrainConfig) -> str:
-    if not cfg.init:
-        return "from scratch"
-    d = f"D from `{cfg.init_d}`" if cfg.init_d else "D from scratch"
-    return f"from the generator of `{cfg.init}` (a warm start; {d})"
-
-
-def _extras(cfg: TrainConfig) -> str:
-    lines = []
-    if cfg.branched_from:
-        lines.append(f"Branched from `{cfg.branched_from}`: that checkpoint's G, D, EMA and optimisers went on "
-                     f"under this run's loss settings.")
-    if cfg.init:
-        lines.append(f"Warm start from `{cfg.init}`; only D learned for the first {cfg.d_warmup} steps.")
-    if cfg.color_stats:
-        lines.append(f"Part-colour statistics loss (`localedit/part_stats.py`) at weight {cfg.color_stats} beside G's "
-                     f"GAN loss: the mean colours of {', '.join(cfg.stat_parts)} in each generated batch (the "
-                     f"eyes' is the iris's; masks by the judge `{cfg.judge}`) are matched to the training faces' in "
-                     f"mean, spread and correlation.")
-    if cfg.within_group:
-        lines.append(f"Within-group loss (`part_stats.WithinGroupLoss`) at weight {cfg.within_group}: in "
-                     f"{cfg.groups} groups of {cfg.group_size} samples sharing w below layer {cfg.shared_below}, "
-                     f"the irises' and lips' colours must vary as much as in the training faces.")
-    if cfg.part_swap:
-        reserved = (f"the channels the init model's catalog ranks highest for each part ({cfg.swap_channels})"
-                    if cfg.swap_channels else "channels 0–2 (eyes) and 3–5 (mouth) of the last layers")
-        lines.append(f"Part-swap loss (`localedit/part_swap.py`) at weight {cfg.part_swap}, {cfg.swap_pairs} pairs "
-                     f"per step: with a few reserved fine-layer channels ({reserved}) swapped from one sample into "
-                     f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
-                     f"change (the loss sees only what the swap changed, so no shared change of every face lowers "
-                     f"it), so that these parts get channels of their own for Eq. 1 to find.")
-    if cfg.part_area:
-        lines.append(f"Part-area loss (`part_stats.AreaLoss`) at weight {cfg.part_area}: each part's share of a "
-                     f"generated image, by the judge's soft masks, keeps the training faces' mean and spread.")
-    return "".join(f"\n- {line}" for line in lines)
-
-
-def model_card(state: dict, name: str, description: str, export_command: str) -> str:
-    """The README.md of an exported model: what it is, how it was made, on what, and for how long."""
-    cfg = TrainConfig.from_dict(state["config"])
-    sessions = "\n".join(
-        f"| `{s['command'] or '(library call)'}` | {s['start_step']}–{s['end_step']} | {s['wall_s'] / 3600:.2f} h "
-        f"| {s['hardware']} |" for s in state["sessions"])
-    return f"""# {name}
-
-{description}
-
-A compact StyleGAN2 generator (rosinality's layout) trained {_origin(cfg)} by `python -m localedit train` on
-{cfg.n_faces:,} procedural cartoon faces from `localedit.faces` (faces 0–{cfg.n_faces - 1}, {cfg.size}×{cfg.size}).
-No external data or pretrained weights went into it; it is released under this repository's licence.
-
-## Training
-- Generator channels {list(cfg.channels)} at resolutions 4…{cfg.size}, style_dim {cfg.style_dim}, {cfg.n_mlp}-layer
-  mapping (lr×0.01); the discriminator mirrors the channel table (residual, minibatch-stddev group 4).
-- stylegan2-ada small-data recipe: non-saturating logistic loss, lazy R1 γ = {cfg.gamma:.4g} every
-  {cfg.r1_every} steps, Adam lr {cfg.lr} β = (0, 0.99), batch {cfg.batch}, style mixing p = {cfg.mixing},
-  G EMA half-life {cfg.ema_nimg / 1000:.3g} kimg, {_PRECISION[cfg.bf16]}. No augmentation.{_extras(cfg)}
-- **{state["step"]:,} steps, {state["images_seen"]:,} images seen, {state["wall_time"] / 3600:.2f} h wall time**
-  in all.
-- The weights are the EMA generator; `latent_avg` is the mean w over 4,096 seeded z.
-
-| command | steps | wall time | hardware |
-|---|---|---|---|
-{sessions}
-
-Exported with `{export_command or '(library call)'}`.
-"""
-
-
-def export(checkpoint: Path, folder: Path, name: str, description: str, export_command: str = "",
-           n_avg: int = 4096) -> None:
-    """Write a checkpoint's EMA generator as a model folder (config.json, generator.safetensors, README.md).
-
-    latent_avg becomes the mean w over `n_avg` seeded z: the training-time running mean lags the final weights.
-    """
-    from localedit.hub import save_generator
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = TrainConfig.from_dict(state["config"]).generator_config(name=name, description=description)
-    g = Generator(config)
-    g.load_state_dict(state["g_ema"])
-    with torch.no_grad():
-        z = torch.randn(n_avg, config.style_dim, generator=torch.Generator().manual_seed(0))
-        g.latent_avg.copy_(g.mapping(z).mean(0))
-    save_generator(folder, config, g.state_dict(), model_card(state, name, description, export_command))

@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from localedit.train import Discriminator, TrainConfig, Trainer, export, minibatch_stddev, train
+from localedit.discriminator import Discriminator, minibatch_stddev
+from localedit.train import TrainConfig, Trainer, train
+from localedit.train_export import export
 
 
 class LabelsJudge:
@@ -136,7 +138,7 @@ def test_warm_start_and_d_warmup(tmp_path):
     assert not all(torch.equal(v, Discriminator(16, (32, 16, 16)).state_dict()[k])
                    for k, v in trainer.d.state_dict().items())
     card_state = torch.load(tmp_path / "warm" / "latest.pt", weights_only=True)
-    from localedit.train import model_card
+    from localedit.train_export import model_card
 
     assert "warm start" in model_card(card_state, "n", "d", "")
     trainer = train(tmp_path / "warm", None, steps=3, progress=False)
@@ -158,7 +160,7 @@ def test_warm_start_carries_d_from_a_checkpoint(tmp_path):
         assert torch.equal(v, source.d.state_dict()[k]), k
     train(tmp_path / "warm", warm, steps=1, progress=False)
     card_state = torch.load(tmp_path / "warm" / "latest.pt", weights_only=True)
-    from localedit.train import model_card
+    from localedit.train_export import model_card
 
     assert f"D from `{run / 'latest.pt'}`" in model_card(card_state, "n", "d", "")
 
@@ -200,7 +202,7 @@ def test_stat_parts_are_checked():
 
 
 def test_a_branch_continues_the_whole_state_under_other_loss_settings(tmp_path):
-    from localedit.train import model_card
+    from localedit.train_export import model_card
 
     run = tmp_path / "run"
     source = train(run, TINY, steps=2, progress=False)
