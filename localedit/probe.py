@@ -7,6 +7,9 @@ checkpoint needs a cheaper answer, on tuning seeds only:
 - the swap: for pairs (T, R) of samples, the reserved channels (`part_swap`) of R's styles put into T's; how far
   the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits. This is what the
   part-swap loss trains, read on the EMA generator;
+- where those colours are decided: how far they move when every style past the 8 px block (w index 3 on, as the
+  within-group loss's groups share below it) comes from R. Channels that only move with the coarse layers, where an
+  eye is a fraction of a pixel, cannot be local; the swap can only be learnt once this is high;
 - the realism: the Fréchet distance in the judge's features between samples and held-out procedural faces
   (`evaluate`'s `fd_generated`, on fewer images); the eyebrows' contrast against the skin (`transfer.contrast`),
   which the distance hardly sees; each part's mean area in pixels, which catches a part shrinking away;
@@ -36,24 +39,27 @@ from localedit.transfer import Transfer, contrast, pair_figures, summarize, vari
 
 TRUNCATION = 0.7  # as `evaluate`'s samples
 AREA_PARTS = ("eyes", "eyebrows", "nose", "mouth")  # the small parts, which a loss can shrink away
+FINE_FROM = 4  # style_layers[4:]: w index 3 on (to_rgbs.0, convs.2, ...), past the 4 and 8 px blocks
 
 
 @dataclass(frozen=True)
 class Probe:
     swap: dict[str, Transfer]  # per part of SWAP_CHANNELS
+    fine: dict[str, float]  # per part of SWAP_CHANNELS: colour transfer with every style past 8 px swapped
     fd: float
     brows: float  # the eyebrows' contrast against the skin, ΔE
     area: dict[str, float]  # mean pixels per part of AREA_PARTS
     variety: dict[str, float]  # eyes, mouth
 
-    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'FD':>6} {'brows':>6} "
+    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} {'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}")
 
     def row(self) -> str:
         leak = max(t.leak for t in self.swap.values())
         variety = f"{self.variety['eyes']:.2f}/{self.variety['mouth']:.2f}"
-        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {leak:6.3f} {self.fd:6.2f} "
-                f"{self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
+        fine = f"{self.fine['eyes']:.2f}/{self.fine['mouth']:.2f}"
+        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {leak:6.3f} {fine:>9} "
+                f"{self.fd:6.2f} {self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
                 + f" {variety:>11}")
 
 
@@ -92,15 +98,21 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
     # The targets again, batched as their swaps are: what the swap changed must not include batching's rounding.
     image_t, labels_t = _render(g, judge, targets, batch)
     lab_t = srgb_to_lab(image_t)
-    swap = {}
-    for part in SWAP_CHANNELS:
-        mixed = swap_part(targets, {k: v[r] for k, v in styles.items()}, part, g.config.size, channels.get(part))
+    references = {k: v[r] for k, v in styles.items()}
+
+    def moved(part: str, mixed: dict[str, Tensor]) -> Transfer:
         image_e, labels_e = _render(g, judge, mixed, batch)
-        swap[part] = summarize(pair_figures(part, lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r],
-                                            labels_e))
+        return summarize(pair_figures(part, lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r], labels_e))
+
+    fine_layers = g.style_layers[FINE_FROM:]
+    swap, fine = {}, {}
+    for part in SWAP_CHANNELS:
+        swap[part] = moved(part, swap_part(targets, references, part, g.config.size, channels.get(part)))
+        fine[part] = moved(part, {k: references[k] if k in fine_layers else v for k, v in targets.items()}).color
     sample = slice(0, samples)
     faces = procedural[0] if procedural is not None else procedural_reference(samples)[0]
     fd = frechet_distance(_features(judge, faces, batch), _features(judge, images[sample], batch))
     area = {p: float((labels[sample] == PARTS.index(p)).sum(dim=(1, 2)).float().mean()) for p in AREA_PARTS}
-    return Probe(swap=swap, fd=float(fd), brows=contrast(["eyebrows"], lab[sample], labels[sample])["eyebrows"],
-                 area=area, variety=variety(["eyes", "mouth"], lab[sample], labels[sample]))
+    brows = contrast(["eyebrows"], lab[sample], labels[sample])["eyebrows"]
+    return Probe(swap=swap, fine=fine, fd=float(fd), brows=brows, area=area,
+                 variety=variety(["eyes", "mouth"], lab[sample], labels[sample]))

@@ -30,7 +30,8 @@ def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_non
         assert everything.swap[part].color == pytest.approx(1.0, abs=1e-4)
         assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
         assert math.isnan(nothing.swap[part].leak)  # nothing changed inside: no ratio
-    # The sample figures do not depend on the swap.
+    # The sample figures, and where the colours are decided, do not depend on the reserved channels.
+    assert everything.fine == nothing.fine and all(-1 < v < 1.5 for v in everything.fine.values())
     assert everything.fd == nothing.fd and everything.area == nothing.area and everything.brows == nothing.brows
     assert everything.area["mouth"] > 10 and everything.fd > 0
     assert len(everything.row()) == len(Probe.HEADER)  # the columns line up
