@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
     p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
                    "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
-                   "--within-group, --part-swap, --stat-parts, --part-area; the same command resumes it")
+                   "--within-group, --part-swap, --stat-parts, --part-area, --lr; the same command resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-mlp", type=int, help="mapping layers (a new run)")
     p.add_argument("--batch", type=int, help="batch size (a new run)")
     p.add_argument("--mixing", type=float, help="style-mixing probability")
-    p.add_argument("--lr", type=float, help="Adam's learning rate for G and D (a new run; default 0.0025)")
+    p.add_argument("--lr", type=float, help="Adam's learning rate for G and D (a new run or a branch; default 0.0025)")
     p.add_argument("--n-faces", type=int, help="distinct procedural faces to train on")
     p.add_argument("--seed", type=int, help="the run's seed (a new run)")
     p.add_argument("--part-area", type=float, help="weight of the part-area loss: each part's share of a generated "

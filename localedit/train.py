@@ -158,10 +158,10 @@ class TrainConfig:
         return from_known_keys(cls, d, "training config")
 
 
-# The settings a branch may change: the losses' weights and what they read. G, D, their optimisers and the data
-# stay the checkpoint's, which is the point of branching rather than a warm start (`init`), whose fresh optimisers
-# and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts", "part_area")
+# The settings a branch may change: the losses' weights and what they read, and the learning rate. G, D, their
+# optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
+# (`init`), whose fresh optimisers and EMA jolt a trained G.
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts", "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -241,8 +241,7 @@ class Trainer:
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
         betas = (0.0, 0.99)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=config.lr, betas=betas, eps=1e-8)
-        # Lazy R1 makes each D step count for k+1 ordinary ones; stylegan2 shrinks lr and betas to match.
-        c = config.r1_every / (config.r1_every + 1)
+        c = self._lazy_r1_ratio()
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=config.lr * c, betas=(betas[0] ** c, betas[1] ** c),
                                       eps=1e-8)
         self.step = 0
@@ -460,6 +459,16 @@ class Trainer:
         state = self.state_dict()
         write_atomic(path, lambda tmp: torch.save(state, tmp))
 
+    def _lazy_r1_ratio(self) -> float:
+        """Lazy R1 makes each D step count for k+1 ordinary ones; stylegan2 shrinks D's lr and betas to match."""
+        return self.config.r1_every / (self.config.r1_every + 1)
+
+    def _set_lr(self) -> None:
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.config.lr
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.config.lr * self._lazy_r1_ratio()
+
     @classmethod
     def load(cls, path: Path, faces: Tensor | None = None, device: str | torch.device = "cpu",
              cache: Path | None = None, labels: Tensor | None = None, changes: dict | None = None) -> Trainer:
@@ -483,6 +492,7 @@ class Trainer:
         trainer = cls(config, faces, device, labels)
         for name in ("g", "d", "g_ema", "opt_g", "opt_d"):
             getattr(trainer, name).load_state_dict(state[name])
+        trainer._set_lr()  # an optimiser's state carries its rate; a branch's may differ
         if trainer.color_loss is not None:
             trainer.color_loss.load_state_dict(state.get("color_stats", {}))
         if trainer.group_loss is not None:

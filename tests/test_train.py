@@ -233,6 +233,19 @@ def test_a_branch_continues_the_whole_state_under_other_loss_settings(tmp_path):
         Trainer.load(run / "latest.pt", changes={"channels": (32, 32, 16)})
 
 
+def test_a_branch_may_change_the_learning_rate_and_keeps_it_on_resume(tmp_path):
+    run = tmp_path / "run"
+    train(run, TINY, steps=1, progress=False)
+    faster = train(tmp_path / "branch", None, steps=2, progress=False, branch=run / "latest.pt",
+                   changes={"lr": 0.004})
+    c = TINY.r1_every / (TINY.r1_every + 1)
+    assert [g["lr"] for g in faster.opt_g.param_groups] == [0.004]
+    assert [g["lr"] for g in faster.opt_d.param_groups] == [pytest.approx(0.004 * c)]
+    resumed = Trainer.load(tmp_path / "branch" / "latest.pt")
+    assert resumed.config.lr == 0.004 and resumed.opt_g.param_groups[0]["lr"] == 0.004
+    assert Trainer.load(run / "latest.pt").opt_g.param_groups[0]["lr"] == TINY.lr
+
+
 def test_a_branch_that_reads_other_parts_restarts_the_running_moments(tmp_path):
     from localedit.train import render_faces
 
