@@ -231,7 +231,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     for path in args.paths:
         if Path(path).is_dir():
             model = load_model(path)
-            g, channels = model.generator, _reserved_channels(path, model.config.size, args.per_part)
+            g, channels = model.generator, _catalog_reserved(model.catalog, path, model.config.size, args.per_part)
         else:
             g, channels = checkpoint_generator(path)
         print(f"{path:{width}} {probe(g, judge, channels, args.pairs, args.samples, procedural).row()}", flush=True)
@@ -241,14 +241,21 @@ def _reserved_channels(init: str | None, size: int, per_part: int | None = None)
     """The part-swap loss's reserved channels from the --init model's catalog (`part_swap.reserve_channels`),
     `per_part` of them per part and layer (None: its default)."""
     from localedit.hub import load_model
-    from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
 
     if not init:
         raise ValueError("--swap-from-init needs --init: the reserved channels come from that model's catalog")
-    catalog = load_model(init).catalog
+    return _catalog_reserved(load_model(init).catalog, init, size, per_part)
+
+
+def _catalog_reserved(catalog, where: str, size: int, per_part: int | None = None) -> dict:
+    """`_reserved_channels` of an already loaded catalog (None when the model has none), named `where` in errors."""
+    from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
+
+    if catalog is None:
+        raise ValueError(f"{where} has no catalog: build one first (`catalog`)")
     missing = [part for part in SWAP_CHANNELS if part not in catalog.parts]
     if missing:
-        raise ValueError(f"{init}'s catalog names no {missing}: label them first (`label`)")
+        raise ValueError(f"{where}'s catalog names no {missing}: label them first (`label`)")
     rows = {part: catalog.part_rows(part) for part in SWAP_CHANNELS}
     layers = swap_layers(catalog.style_layers, size)
     return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
