@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
     p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
                    "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
-                   "--within-group, --part-swap, --stat-parts, --part-area, --lr; the same command resumes it")
+                   "--within-group, --part-swap, --swap-weight, --stat-parts, --part-area, --lr; the same command "
+                   "resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
                    "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
+    p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "
+                   "the part-swap loss (eyes or mouth; default 1), to pull a lagging part harder")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
     p.add_argument("--swap-per-part", type=int, help="with --swap-from-init: channels reserved per part in each "

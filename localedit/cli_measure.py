@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from localedit.cli import cataloged, encoder_and_judge, output_path, projection_settings, torgb_override
+from localedit.cli import cataloged, encoder_and_judge, output_path, parse_pair, projection_settings, torgb_override
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -197,6 +197,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["stat_parts"] = tuple(p.strip() for p in args.stat_parts.split(","))
     if args.fp32:
         overrides["bf16"] = False
+    if args.swap_weight:
+        overrides["swap_weights"] = dict(parse_pair(w, float) for w in args.swap_weight)
     if args.branch_from and (args.swap_from_init or args.swap_per_part is not None):
         raise ValueError("a branch keeps its checkpoint's reserved channels: drop --swap-from-init/--swap-per-part")
     if args.swap_from_init:

@@ -102,6 +102,9 @@ class TrainConfig:
     swap_pairs: int = 16
     # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
     swap_channels: dict = field(default_factory=dict)
+    # Each part's weight within the part-swap loss, {part: w} (a part not named weighs 1): a part whose swap lags
+    # the other's can be pulled harder without pulling the other harder too.
+    swap_weights: dict = field(default_factory=dict)
     # The part-area loss (`part_stats.AreaLoss`): its weight (0: off). Each part's share of a generated image, by
     # the judge's soft masks, must keep the training faces' mean and spread, so no part loss can shrink a part away.
     part_area: float = 0.0
@@ -114,6 +117,7 @@ class TrainConfig:
         object.__setattr__(self, "stat_parts", tuple(str(p) for p in self.stat_parts))
         object.__setattr__(self, "swap_channels", {part: {layer: [int(c) for c in cs] for layer, cs in layers.items()}
                                                    for part, layers in self.swap_channels.items()})
+        object.__setattr__(self, "swap_weights", {str(p): float(w) for p, w in self.swap_weights.items()})
         self.generator_config()  # validates size and the channel table
         group = min(4, self.batch)
         if self.batch % group:
@@ -126,6 +130,10 @@ class TrainConfig:
             raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
         if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
             raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
+        unknown = sorted(set(self.swap_weights) - set(SWAP_CHANNELS))
+        if unknown or any(not (math.isfinite(w) and w >= 0) for w in self.swap_weights.values()):
+            raise ValueError(f"swap_weights gives parts of {list(SWAP_CHANNELS)} finite weights ≥ 0; got "
+                             f"{self.swap_weights}")
         unknown = [p for p in self.stat_parts if p not in PARTS]
         if unknown or len(set(self.stat_parts)) != len(self.stat_parts) or "skin" not in self.stat_parts:
             raise ValueError(f"stat_parts must be distinct parts of {PARTS}, the skin among them; got "
@@ -161,7 +169,7 @@ class TrainConfig:
 # The settings a branch may change: the losses' weights and what they read, and the learning rate. G, D, their
 # optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
 # (`init`), whose fresh optimisers and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "stat_parts", "part_area", "lr")
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_weights", "stat_parts", "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -370,9 +378,11 @@ class Trainer:
             loss_g = loss_g + cfg.part_area * area
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
-            stats.update(swap_colour=colour.item(), swap_locality=locality.item())
+            stats.update(swap_colour=colour.mean().item(), swap_locality=locality.mean().item(),
+                         **{f"swap_{part}": c.item() for part, c in zip(SWAP_CHANNELS, colour, strict=True)})
+            weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in SWAP_CHANNELS])
             # The swapped images must look real too; they are half as many as the plain batch, so half the weight.
-            loss_g = loss_g + 0.5 * gan + cfg.part_swap * (colour + locality)
+            loss_g = loss_g + 0.5 * gan + cfg.part_swap * (weights * (colour + locality)).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -390,7 +400,7 @@ class Trainer:
         """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
         from R into T (`part_swap.swap_part`). T is rendered beside the swapped image, with gradients, since the
         loss asks only for the difference between them; R, without. Returns G's GAN loss on the swapped images and
-        the mean colour miss and locality over the parts."""
+        each part's colour miss and locality, [P] in SWAP_CHANNELS' order."""
         cfg, g = self.config, self.g
         n = cfg.swap_pairs
         w = g.mapping(torch.randn(2 * n, cfg.style_dim, device=self.device))
@@ -413,7 +423,7 @@ class Trainer:
             c, loc = swap_loss(mixed, own, refs[rows], labels_t, labels_r[rows], part)
             colour.append(c)
             locality.append(loc)
-        return torch.stack(gan).mean(), torch.stack(colour).mean(), torch.stack(locality).mean()
+        return torch.stack(gan).mean(), torch.stack(colour), torch.stack(locality)
 
     @torch.no_grad()
     def _update_ema(self) -> None:

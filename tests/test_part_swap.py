@@ -106,6 +106,38 @@ def test_a_training_step_with_the_part_swap_loss(tmp_path):
         Trainer(config, faces)
 
 
+def test_each_part_weighs_its_own_swap_loss_and_a_branch_may_reweigh_them(tmp_path):
+    from localedit.train import TrainConfig, Trainer, render_faces
+
+    config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
+                         part_swap=1.0, swap_pairs=4)
+    faces, labels = render_faces(8, 32)
+
+    def stepped(cfg):
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, faces, labels=labels)
+        trainer.judge = LabelsJudge(labels)
+        stats = trainer.train_step()
+        return trainer, stats
+
+    plain, stats = stepped(config)
+    assert stats["swap_colour"] == pytest.approx((stats["swap_eyes"] + stats["swap_mouth"]) / 2)
+    # Weighing both parts by 2 is the whole swap loss at twice the weight; the mouth alone by 0 is another G.
+    doubled, _ = stepped(replace(config, swap_weights={"eyes": 2, "mouth": 2}))
+    twice, _ = stepped(replace(config, part_swap=2.0))
+    eyes_only, _ = stepped(replace(config, swap_weights={"mouth": 0}))
+    for k, v in doubled.g.state_dict().items():
+        assert torch.allclose(v, twice.g.state_dict()[k], atol=1e-6), k
+    assert any(not torch.allclose(v, eyes_only.g.state_dict()[k]) for k, v in plain.g.state_dict().items())
+    for bad in ({"nose": 1.0}, {"mouth": -1.0}, {"mouth": float("nan")}):
+        with pytest.raises(ValueError, match="swap_weights"):
+            replace(config, swap_weights=bad)
+    plain.save(tmp_path / "latest.pt")
+    heavier = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_weights": {"mouth": 3}})
+    assert heavier.config.swap_weights == {"mouth": 3.0} and heavier.step == plain.step
+    assert TrainConfig.from_dict(heavier.config.to_dict()) == heavier.config
+
+
 def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared():
     from localedit.part_swap import reserve_channels
 
