@@ -25,11 +25,10 @@ from torch import Tensor
 
 from localedit.color import srgb_to_lab
 from localedit.faces import PARTS, to_signed
-from localedit.transfer import part_mask
+from localedit.transfer import MIN_PIXELS, part_mask
 
 STAT_PARTS = ("skin", "eyes", "mouth")
 AREA_PARTS = tuple(p for p in PARTS if p != "background")
-MIN_PIXELS = 4  # a mask of fewer pixels gives too noisy a mean colour to count
 
 
 def part_dims(part: str, parts: tuple[str, ...] = STAT_PARTS) -> list[int]:

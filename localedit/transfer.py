@@ -29,6 +29,7 @@ from torch import Tensor
 from localedit.faces import PARTS
 
 MIN_GAP = 8.0  # ΔE*76 between the target's and the reference's part colour
+MIN_PIXELS = 4  # a mask of fewer pixels gives too noisy a mean colour to count
 MAX_SAME_IOU = 0.7
 VISIBLE = 25.0  # mean ΔE² inside the part: a change of 5 ΔE, plainly visible side by side
 # The sclera and the catchlight are white in every face; the iris is what differs between eyes.
@@ -157,7 +158,7 @@ def variety(parts: list[str], lab: Tensor, labels: Tensor) -> dict[str, float]:
     return out
 
 
-def contrast(parts: list[str], lab: Tensor, labels: Tensor, min_pixels: int = 4) -> dict[str, float]:
+def contrast(parts: list[str], lab: Tensor, labels: Tensor, min_pixels: int = MIN_PIXELS) -> dict[str, float]:
     """Per part, the median over images of the CIELAB distance between the part's mean colour and the skin's,
     over the images where the part covers at least `min_pixels` pixels: how distinctly the features are drawn.
     Compared between the procedural faces and the generated ones, it catches a generator that washes features
