@@ -171,11 +171,23 @@ class WithinGroupLoss:
             self.cov = state["cov"].to(self.mean.device)
 
 
+def soft_masks(judge, images: Tensor) -> tuple[Tensor, Tensor]:
+    """One pass of the judge over images [B, 3, H, W] in [-1, 1]: its soft masks (softmax) [B, parts, h, w] at
+    its own resolution, with gradients into the images (the judge's own parameters may be frozen), and the labels
+    `judge.labels` gives, long [B, H, W], without. A loss that needs both pays for one forward pass."""
+    logits = judge(judge.resized(images.float().clamp(-1, 1))).float()
+    return logits.softmax(dim=1), judge.labels_at(logits.detach().argmax(dim=1), images.shape[-1])
+
+
+def areas(judge, probs: Tensor, parts: tuple[str, ...] = AREA_PARTS) -> Tensor:
+    """Each part's share of each image from the judge's soft masks [B, parts, h, w] (`soft_masks`) → [B, P]."""
+    return probs[:, [judge.config.parts.index(p) for p in parts]].mean(dim=(2, 3))
+
+
 def soft_areas(judge, images: Tensor, parts: tuple[str, ...] = AREA_PARTS) -> Tensor:
     """Each part's share of each image by the judge's soft masks: images [B, 3, H, W] in [-1, 1] → [B, P], with
-    gradients into the images (the judge's own parameters may be frozen)."""
-    probs = judge(judge.resized(images.float().clamp(-1, 1))).float().softmax(dim=1)
-    return probs[:, [judge.config.parts.index(p) for p in parts]].mean(dim=(2, 3))
+    gradients into the images."""
+    return areas(judge, soft_masks(judge, images)[0], parts)
 
 
 @dataclass(frozen=True)

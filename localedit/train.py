@@ -43,11 +43,12 @@ from localedit.part_stats import (
     AreaLoss,
     StatsLoss,
     WithinGroupLoss,
+    areas,
     data_areas,
     data_stats,
     part_colors,
     part_dims,
-    soft_areas,
+    soft_masks,
 )
 from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
 from localedit.stylegan2 import Generator, GeneratorConfig, from_known_keys, seed_to_z
@@ -362,8 +363,10 @@ class Trainer:
             gen_logits = self.d(fake).float()
         loss_g = F.softplus(-gen_logits).mean()
         stats = {"loss_g": loss_g.item()}
+        # The area loss needs the judge's soft masks of `fake`; their argmax is the labels the colour loss reads.
+        probs, labels = soft_masks(self.judge, fake) if cfg.part_area else (None, None)
         if cfg.color_stats:
-            colour = self.color_loss(*self._judged_colors(fake))
+            colour = self.color_loss(*self._judged_colors(fake, labels))
             stats["color_stats"] = colour.item()
             loss_g = loss_g + cfg.color_stats * colour
         if cfg.within_group:
@@ -373,7 +376,7 @@ class Trainer:
             stats["within_group"] = within.item()
             loss_g = loss_g + cfg.within_group * within
         if cfg.part_area:
-            area = self.area_loss(soft_areas(self.judge, fake))
+            area = self.area_loss(areas(self.judge, probs))
             stats["part_area"] = area.item()
             loss_g = loss_g + cfg.part_area * area
         if cfg.part_swap:
@@ -389,11 +392,13 @@ class Trainer:
         self.d.requires_grad_(True)
         return stats
 
-    def _judged_colors(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """`part_colors` of G's images [B, 3, H, W], with the judge's masks taken without gradients."""
+    def _judged_colors(self, image: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`part_colors` of G's images [B, 3, H, W], with the judge's masks taken without gradients (or `labels`,
+        when the judge has already been run on them)."""
         image = image.float().clamp(-1, 1)
-        with torch.no_grad():
-            labels = self.judge.labels(image)
+        if labels is None:
+            with torch.no_grad():
+                labels = self.judge.labels(image)
         return part_colors(image, labels, self.config.stat_parts)
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:

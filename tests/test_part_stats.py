@@ -145,3 +145,22 @@ def test_the_area_loss_holds_each_part_to_its_size_and_its_gradient_reaches_the_
     pixels = shrunk.clone().requires_grad_(True)
     loss(soft_areas(judge, pixels)).backward()
     assert torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0
+
+
+def test_one_pass_of_the_judge_gives_both_the_soft_masks_and_the_labels():
+    import torch.nn.functional as F
+
+    from localedit.judge import load_judge
+    from localedit.part_stats import areas, soft_areas, soft_masks
+
+    judge = load_judge().eval().requires_grad_(False)
+    faces, _ = _faces(8)
+    images = faces.float().div(127.5).sub(1.0)
+    probs, labels = soft_masks(judge, images)
+    assert torch.equal(labels, judge.labels(images)) and probs.requires_grad is False
+    assert torch.allclose(probs.sum(dim=1), torch.ones(1))
+    assert torch.equal(areas(judge, probs), soft_areas(judge, images))
+    small = F.interpolate(images, size=(32, 32), mode="bilinear", antialias=True)  # another model's size
+    probs, labels = soft_masks(judge, small.requires_grad_(True))
+    assert labels.shape == (8, 32, 32) and torch.equal(labels, judge.labels(small))
+    assert probs.requires_grad and not labels.requires_grad
