@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
     p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
                    "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
-                   "--within-group, --part-swap, --swap-weight, --stat-parts, --part-area, --lr; the same command "
-                   "resumes it")
+                   "--within-group, --part-swap, --swap-weight, --swap-from-init with more --swap-per-part, "
+                   "--stat-parts, --part-area, --lr; the same command resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--sample-every", type=int, default=250, help="steps between sample grids")
@@ -261,8 +261,10 @@ def main(argv: list[str] | None = None) -> None:
                    "the part-swap loss (eyes or mouth; default 1), to pull a lagging part harder")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
-    p.add_argument("--swap-per-part", type=int, help="with --swap-from-init: channels reserved per part in each "
-                   "layer (default 3); the 64 px layers have only 32, and what the parts take the rest cannot draw")
+    p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "
+                   "--swap-from-init: channels reserved per part in each layer (default 3), or for one part; the 64 "
+                   "px layers have only 32, and what the parts take the rest cannot draw. A branch may add channels "
+                   "to its checkpoint's")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")
     p.add_argument("--init-d", help="with --init: D starts from this training checkpoint's discriminator "
                    "(RUN_DIR/latest.pt or a kept step) instead of from scratch")

@@ -199,11 +199,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["bf16"] = False
     if args.swap_weight:
         overrides["swap_weights"] = dict(parse_pair(w, float) for w in args.swap_weight)
-    if args.branch_from and (args.swap_from_init or args.swap_per_part is not None):
-        raise ValueError("a branch keeps its checkpoint's reserved channels: drop --swap-from-init/--swap-per-part")
-    if args.swap_from_init:
-        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, args.swap_per_part)
-    elif args.swap_per_part is not None:
+    per_part = _per_part(args.swap_per_part)
+    if args.swap_from_init and args.branch_from:  # the branch's init model chose its channels; it may add some
+        made = torch.load(args.branch_from, map_location="cpu", weights_only=True)["config"]
+        overrides["swap_channels"] = _reserved_channels(made.get("init"), made["size"], per_part)
+    elif args.swap_from_init:
+        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, per_part)
+    elif per_part is not None:
         raise ValueError("--swap-per-part needs --swap-from-init: the default reserved channels are fixed")
     where = {"device": args.device, "resume": Path(args.resume) if args.resume else None,
              "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
@@ -239,7 +241,27 @@ def cmd_probe(args: argparse.Namespace) -> None:
         print(f"{path:{width}} {probe(g, judge, channels, args.pairs, args.samples, procedural).row()}", flush=True)
 
 
-def _reserved_channels(init: str | None, size: int, per_part: int | None = None) -> dict:
+def _per_part(values: list[str]) -> int | dict[str, int] | None:
+    """--swap-per-part's values: N for every part, PART=N for one (the others keep N, or part_swap's default)."""
+    from localedit.part_swap import SWAP_CHANNELS
+
+    if not values:
+        return None
+    every, named = None, {}
+    for value in values:
+        if "=" in value:
+            part, n = parse_pair(value, int)
+            if part not in SWAP_CHANNELS:
+                raise ValueError(f"--swap-per-part names a part of {list(SWAP_CHANNELS)}, got {part!r}")
+            named[part] = n
+        else:
+            every = int(value)
+    if not named:
+        return every
+    return {part: named.get(part, every if every is not None else len(SWAP_CHANNELS[part])) for part in SWAP_CHANNELS}
+
+
+def _reserved_channels(init: str | None, size: int, per_part: int | dict[str, int] | None = None) -> dict:
     """The part-swap loss's reserved channels from the --init model's catalog (`part_swap.reserve_channels`),
     `per_part` of them per part and layer (None: its default)."""
     from localedit.hub import load_model
@@ -249,7 +271,7 @@ def _reserved_channels(init: str | None, size: int, per_part: int | None = None)
     return _catalog_reserved(load_model(init).catalog, init, size, per_part)
 
 
-def _catalog_reserved(catalog, where: str, size: int, per_part: int | None = None) -> dict:
+def _catalog_reserved(catalog, where: str, size: int, per_part: int | dict[str, int] | None = None) -> dict:
     """`_reserved_channels` of an already loaded catalog (None when the model has none), named `where` in errors."""
     from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
 

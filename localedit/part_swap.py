@@ -56,19 +56,22 @@ def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], par
     return out
 
 
-def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[str], per_part: int = 3
-                     ) -> dict[str, dict[str, list[int]]]:
+def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[str],
+                     per_part: int | Mapping[str, int] = 3) -> dict[str, dict[str, list[int]]]:
     """Reserved channels chosen from a catalog: for each part in `rows` ({part: its M rows {layer: [C]}}, Eq. 1)
-    and each layer, the `per_part` channels with the largest M that no earlier part took. A generator whose
-    channels already lie on the part has less to learn than one given arbitrary channels."""
-    if per_part < 1:
-        raise ValueError(f"per_part must be at least 1, got {per_part}")
+    and each layer, the `per_part` channels (one count for every part, or {part: count}) with the largest M that
+    no earlier part took. A generator whose channels already lie on the part has less to learn than one given
+    arbitrary channels. Raising a part's count keeps the channels it had, and those of the parts before it in
+    `rows`; a part after it may lose one to it."""
+    counts = dict.fromkeys(rows, per_part) if isinstance(per_part, int) else dict(per_part)
+    if set(counts) != set(rows) or min(counts.values()) < 1:
+        raise ValueError(f"per_part must be at least 1 for each of {list(rows)}, got {per_part}")
     chosen: dict[str, dict[str, list[int]]] = {part: {} for part in rows}
     for layer in layers:
         taken: set[int] = set()
         for part, row in rows.items():
             order = [int(c) for c in torch.argsort(row[layer], descending=True, stable=True)]
-            chosen[part][layer] = [c for c in order if c not in taken][:per_part]
+            chosen[part][layer] = [c for c in order if c not in taken][:counts[part]]
             taken.update(chosen[part][layer])
     return chosen
 

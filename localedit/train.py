@@ -170,7 +170,8 @@ class TrainConfig:
 # The settings a branch may change: the losses' weights and what they read, and the learning rate. G, D, their
 # optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
 # (`init`), whose fresh optimisers and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_weights", "stat_parts", "part_area", "lr")
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_weights", "swap_channels", "stat_parts",
+                   "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -498,8 +499,10 @@ class Trainer:
                 raise ValueError(f"a branch changes only {', '.join(BRANCH_SETTINGS)}; not {', '.join(other)} "
                                  "(start a new run with --init for those)")
             branched = f"{path} (step {state['step']})"
-            stats_read = config.stat_parts
+            stats_read, reserved = config.stat_parts, config.swap_channels
             config = replace(config, **changes, branched_from=branched)
+            if config.swap_channels != reserved:
+                _check_added_channels(reserved, config.swap_channels)
             if config.stat_parts != stats_read:  # the statistics loss's running moments have another layout
                 state = {k: v for k, v in state.items() if k != "color_stats"}
         if faces is None:
@@ -528,6 +531,18 @@ def _graceful_stop() -> tuple[dict, dict]:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda signum, _frame: flag.update(signal=signum))
     return flag, previous
+
+
+def _check_added_channels(before: dict, after: dict) -> None:
+    """A branch may reserve more channels for the part-swap loss, never fewer or others: the ones a run has
+    trained keep their part."""
+    if not before:
+        raise ValueError("this run trains the default reserved channels (SWAP_CHANNELS); a branch cannot change them")
+    for part, layers in before.items():
+        for layer, channels in layers.items():
+            if not set(channels) <= set(after.get(part, {}).get(layer, ())):
+                raise ValueError(f"a branch may add reserved channels but keeps the checkpoint's: {part}'s "
+                                 f"{channels} at {layer} are not all in {after.get(part, {}).get(layer)}")
 
 
 def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,

@@ -153,6 +153,41 @@ def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared()
     assert reserve_channels(rows, ["a"], per_part=1) == {"eyes": {"a": [0]}, "mouth": {"a": [2]}}
     with pytest.raises(ValueError, match="at least 1"):
         reserve_channels(rows, ["a"], per_part=0)
+    # A second channel for the mouth alone keeps every channel chosen with one per part.
+    more = reserve_channels(rows, ["a", "b"], per_part={"eyes": 1, "mouth": 2})
+    assert more == {"eyes": {"a": [0], "b": [4]}, "mouth": {"a": [2, 1], "b": [0, 1]}}
+    with pytest.raises(ValueError, match="at least 1"):
+        reserve_channels(rows, ["a"], per_part={"mouth": 2})
+
+
+def test_swap_per_part_names_one_count_or_one_per_part():
+    from localedit.cli_measure import _per_part
+
+    assert _per_part([]) is None and _per_part(["2"]) == 2
+    assert _per_part(["1", "mouth=2"]) == {"eyes": 1, "mouth": 2}
+    assert _per_part(["mouth=2"]) == {"eyes": len(SWAP_CHANNELS["eyes"]), "mouth": 2}
+    with pytest.raises(ValueError, match="names a part"):
+        _per_part(["nose=1"])
+
+
+def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path):
+    from localedit.train import TrainConfig, Trainer, render_faces
+
+    chosen = {"eyes": {"convs.5": [1]}, "mouth": {"convs.5": [3]}}
+    config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
+                         part_swap=1.0, swap_pairs=4, swap_channels=chosen)
+    faces, labels = render_faces(8, 32)
+    trainer = Trainer(config, faces, labels=labels)
+    trainer.save(tmp_path / "latest.pt")
+    more = {"eyes": {"convs.5": [1]}, "mouth": {"convs.5": [3, 4]}}
+    branch = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": more})
+    assert branch.config.swap_channels == more
+    for other in ({"eyes": {"convs.5": [2]}, "mouth": {"convs.5": [3, 4]}}, {"eyes": {"convs.5": [1]}}):
+        with pytest.raises(ValueError, match="keeps the checkpoint's"):
+            Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": other})
+    Trainer(replace(config, swap_channels={}), faces, labels=labels).save(tmp_path / "default.pt")
+    with pytest.raises(ValueError, match="default reserved channels"):
+        Trainer.load(tmp_path / "default.pt", faces, labels=labels, changes={"swap_channels": more})
 
 
 def test_swap_from_init_needs_a_labelled_init_model(tmp_path):
