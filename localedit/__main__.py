@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
                    "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "
-                   "the part-swap loss (eyes or mouth; default 1), to pull a lagging part harder")
+                   "the part-swap loss (eyes or mouth; default 1), its colour and locality terms alike: a lagging "
+                   "part pulled harder against the GAN loss and the other part, as local as before")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
     p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "

@@ -199,11 +199,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides["bf16"] = False
     if args.swap_weight:
         overrides["swap_weights"] = dict(parse_pair(w, float) for w in args.swap_weight)
-    per_part = _per_part(args.swap_per_part)
     if args.swap_from_init and args.branch_from:  # the branch's init model chose its channels; it may add some
         made = torch.load(args.branch_from, map_location="cpu", weights_only=True)["config"]
-        overrides["swap_channels"] = _reserved_channels(made.get("init"), made["size"], per_part)
-    elif args.swap_from_init:
+        if not made.get("init") or not made.get("swap_channels"):
+            raise ValueError(f"{args.branch_from} did not reserve its channels from an --init model's catalog, so "
+                             "its branches cannot add any: drop --swap-from-init")
+        had = {part: len(next(iter(layers.values()))) for part, layers in made["swap_channels"].items()}
+        overrides["swap_channels"] = _reserved_channels(made["init"], made["size"],
+                                                        _per_part(args.swap_per_part, had) or had)
+        per_part = None
+    else:
+        per_part = _per_part(args.swap_per_part)
+    if args.swap_from_init and not args.branch_from:
         overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, per_part)
     elif per_part is not None:
         raise ValueError("--swap-per-part needs --swap-from-init: the default reserved channels are fixed")
@@ -241,9 +248,10 @@ def cmd_probe(args: argparse.Namespace) -> None:
         print(f"{path:{width}} {probe(g, judge, channels, args.pairs, args.samples, procedural).row()}", flush=True)
 
 
-def _per_part(values: list[str]) -> int | dict[str, int] | None:
-    """--swap-per-part's values: N for every part, PART=N for one (the others keep N, or part_swap's default)."""
-    from localedit.part_swap import SWAP_CHANNELS
+def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dict[str, int] | None:
+    """--swap-per-part's values: N for every part, PART=N for one. A part not named keeps N, else the count it
+    `had` (a branch's checkpoint), else part_swap's default. None when no value is given."""
+    from localedit.part_swap import PER_PART, SWAP_CHANNELS
 
     if not values:
         return None
@@ -254,11 +262,14 @@ def _per_part(values: list[str]) -> int | dict[str, int] | None:
             if part not in SWAP_CHANNELS:
                 raise ValueError(f"--swap-per-part names a part of {list(SWAP_CHANNELS)}, got {part!r}")
             named[part] = n
+        elif every is not None:
+            raise ValueError(f"--swap-per-part gives one count for every part, got {every} and {value}")
         else:
             every = int(value)
-    if not named:
+    if not named and had is None:
         return every
-    return {part: named.get(part, every if every is not None else len(SWAP_CHANNELS[part])) for part in SWAP_CHANNELS}
+    return {part: named.get(part, every if every is not None else (had or {}).get(part, PER_PART))
+            for part in SWAP_CHANNELS}
 
 
 def _reserved_channels(init: str | None, size: int, per_part: int | dict[str, int] | None = None) -> dict:

@@ -100,14 +100,14 @@ class Judge(nn.Module):
 
     def labels(self, images: Tensor) -> Tensor:
         """`segment` for images of any size: labels long [B, H, W] at the images' own resolution."""
-        return self.labels_at(self.segment(self.resized(images)), images.shape[-1])
+        return self.labels_at(self.segment(self.resized(images)), images.shape[-2:])
 
     @staticmethod
-    def labels_at(labels: Tensor, size: int) -> Tensor:
-        """Labels long [B, h, w] at the judge's resolution → [B, size, size], nearest neighbour."""
-        if labels.shape[-1] == size:
+    def labels_at(labels: Tensor, shape: tuple[int, int]) -> Tensor:
+        """Labels long [B, h, w] at the judge's resolution → [B, *shape], nearest neighbour."""
+        if tuple(labels.shape[-2:]) == tuple(shape):
             return labels
-        return F.interpolate(labels[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+        return F.interpolate(labels[:, None].float(), size=tuple(shape), mode="nearest")[:, 0].long()
 
     @torch.no_grad()
     def features(self, images: Tensor) -> Tensor:

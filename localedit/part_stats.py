@@ -176,7 +176,7 @@ def soft_masks(judge, images: Tensor) -> tuple[Tensor, Tensor]:
     its own resolution, with gradients into the images (the judge's own parameters may be frozen), and the labels
     `judge.labels` gives, long [B, H, W], without. A loss that needs both pays for one forward pass."""
     logits = judge(judge.resized(images.float().clamp(-1, 1))).float()
-    return logits.softmax(dim=1), judge.labels_at(logits.detach().argmax(dim=1), images.shape[-1])
+    return logits.softmax(dim=1), judge.labels_at(logits.detach().argmax(dim=1), images.shape[-2:])
 
 
 def areas(judge, probs: Tensor, parts: tuple[str, ...] = AREA_PARTS) -> Tensor:

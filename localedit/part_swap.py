@@ -31,7 +31,8 @@ from localedit.part_stats import masked_mean
 from localedit.parts import input_resolution
 from localedit.transfer import MIN_GAP, part_mask
 
-SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # three per part: one per colour dimension
+PER_PART = 3  # reserved channels per part and layer unless told otherwise: one per colour dimension
+SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # the defaults, PER_PART each
 LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as no transfer at all
 
 
@@ -57,7 +58,7 @@ def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], par
 
 
 def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[str],
-                     per_part: int | Mapping[str, int] = 3) -> dict[str, dict[str, list[int]]]:
+                     per_part: int | Mapping[str, int] = PER_PART) -> dict[str, dict[str, list[int]]]:
     """Reserved channels chosen from a catalog: for each part in `rows` ({part: its M rows {layer: [C]}}, Eq. 1)
     and each layer, the `per_part` channels (one count for every part, or {part: count}) with the largest M that
     no earlier part took. A generator whose channels already lie on the part has less to learn than one given

@@ -15,9 +15,9 @@ checkpoint needs a cheaper answer, on tuning seeds only:
   which the distance hardly sees; each part's mean area in pixels, which catches a part shrinking away;
 - the variety: the share of neighbouring samples whose iris and lip colours differ (`transfer.variety`): a swap
   can only move a colour that varies;
-- the swap's directions: per CIELAB axis, how much of the wanted move the swap makes (`axis_slopes`). A part whose
-  channels move its colour along one direction only (the lips' along a*, say, and not their lightness) cannot
-  close the whole gap however well that one direction is learnt.
+- the swap's directions: per CIELAB axis, how much of the wanted move the swap makes (`transfer.axis_slopes`). A
+  part whose channels move its colour along one axis only cannot close the whole gap, however well that one
+  direction is learnt.
 
 A model folder is probed the same way, with the channels its catalog ranks highest for each part standing in for
 reserved ones, so a candidate can be set beside the model it started from.
@@ -25,7 +25,6 @@ reserved ones, so a candidate can be set beside the model it started from.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from localedit.faces import PARTS
 from localedit.judge import Judge, frechet_distance
 from localedit.part_swap import SWAP_CHANNELS, swap_part
 from localedit.stylegan2 import Generator
-from localedit.transfer import MIN_GAP, Transfer, contrast, mean_color, pair_figures, part_mask, summarize, variety
+from localedit.transfer import Transfer, axis_slopes, contrast, pair_figures, summarize, variety
 
 TRUNCATION = 0.7  # as `evaluate`'s samples
 AREA_PARTS = ("eyes", "eyebrows", "nose", "mouth")  # the small parts, which a loss can shrink away
@@ -54,11 +53,11 @@ class Probe:
     brows: float  # the eyebrows' contrast against the skin, ΔE
     area: dict[str, float]  # mean pixels per part of AREA_PARTS
     variety: dict[str, float]  # eyes, mouth
-    axes: dict[str, tuple[float, float, float]]  # per part of SWAP_CHANNELS: the swap's `axis_slopes`
+    axes: dict[str, tuple[float, float, float]]  # per part of SWAP_CHANNELS: the swap's `transfer.axis_slopes`
 
     HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} {'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}"
-              + f" {'iris L/a/b':>14} {'lips L/a/b':>14}")
+              + f" {'iris L/a/b':>17} {'lips L/a/b':>17}")
 
     def row(self) -> str:
         leak = max(t.leak for t in self.swap.values())
@@ -66,7 +65,7 @@ class Probe:
         fine = f"{self.fine['eyes']:.2f}/{self.fine['mouth']:.2f}"
         return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {leak:6.3f} {fine:>9} "
                 f"{self.fd:6.2f} {self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
-                + f" {variety:>11} " + " ".join(f"{'/'.join(f'{x:.2f}' for x in self.axes[p]):>14}"
+                + f" {variety:>11} " + " ".join(f"{'/'.join(f'{x:.2f}' for x in self.axes[p]):>17}"
                                                   for p in ("eyes", "mouth")))
 
 
@@ -78,22 +77,6 @@ def checkpoint_generator(path: str | Path) -> tuple[Generator, dict]:
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     return ema_generator(state).eval(), TrainConfig.from_dict(state["config"]).swap_channels
-
-
-def axis_slopes(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_t: Tensor, labels_r: Tensor,
-                labels_e: Tensor) -> tuple[float, float, float]:
-    """Per CIELAB axis, the least-squares slope of the move an edit made (μ_E − μ_T) on the move wanted
-    (μ_R − μ_T), over the pairs whose colours differ by MIN_GAP or more; μ as in `transfer.pair_figures`. 1: that
-    axis moves all the way to the reference's; 0: it does not move."""
-    mu_t, mu_r, mu_e = (mean_color(lab, part_mask(labels, lab, part))
-                        for lab, labels in ((lab_t, labels_t), (lab_r, labels_r), (lab_e, labels_e)))
-    wanted, made = (mu_r - mu_t).double(), (mu_e - mu_t).double()
-    ok = torch.isfinite(wanted).all(1) & torch.isfinite(made).all(1) & (wanted.norm(dim=1) >= MIN_GAP)
-    wanted, made = wanted[ok], made[ok]
-    if not len(wanted):
-        return (math.nan,) * 3
-    slopes = (wanted * made).sum(0) / wanted.square().sum(0).clamp_min(1e-12)
-    return tuple(float(x) for x in slopes)
 
 
 def _render(g: Generator, judge: Judge, styles: dict[str, Tensor], batch: int) -> tuple[Tensor, Tensor]:
@@ -125,8 +108,8 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
 
     def moved(part: str, mixed: dict[str, Tensor]) -> tuple[Transfer, tuple[float, float, float]]:
         image_e, labels_e = _render(g, judge, mixed, batch)
-        both = (lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r], labels_e)
-        return summarize(pair_figures(part, *both)), axis_slopes(part, *both)
+        figures = pair_figures(part, lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r], labels_e)
+        return summarize(figures), axis_slopes(figures)
 
     fine_layers = g.style_layers[FINE_FROM:]
     swap, fine, axes = {}, {}, {}

@@ -118,7 +118,9 @@ class TrainConfig:
         object.__setattr__(self, "stat_parts", tuple(str(p) for p in self.stat_parts))
         object.__setattr__(self, "swap_channels", {part: {layer: [int(c) for c in cs] for layer, cs in layers.items()}
                                                    for part, layers in self.swap_channels.items()})
-        object.__setattr__(self, "swap_weights", {str(p): float(w) for p, w in self.swap_weights.items()})
+        # A weight of 1 is the default, so {"eyes": 1, "mouth": 4} and {"mouth": 4} are the same run.
+        object.__setattr__(self, "swap_weights", {str(p): float(w) for p, w in self.swap_weights.items()
+                                                  if float(w) != 1.0})
         self.generator_config()  # validates size and the channel table
         group = min(4, self.batch)
         if self.batch % group:
@@ -131,6 +133,10 @@ class TrainConfig:
             raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
         if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
             raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
+        for layer in {layer for layers in self.swap_channels.values() for layer in layers}:
+            held = [c for layers in self.swap_channels.values() for c in layers.get(layer, ())]
+            if len(held) != len(set(held)):
+                raise ValueError(f"swap_channels gives two parts the same channel at {layer}: {self.swap_channels}")
         unknown = sorted(set(self.swap_weights) - set(SWAP_CHANNELS))
         if unknown or any(not (math.isfinite(w) and w >= 0) for w in self.swap_weights.values()):
             raise ValueError(f"swap_weights gives parts of {list(SWAP_CHANNELS)} finite weights ≥ 0; got "

@@ -43,6 +43,9 @@ def _extras(cfg: TrainConfig) -> str:
                      f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
                      f"change (the loss sees only what the swap changed, so no shared change of every face lowers "
                      f"it), so that these parts get channels of their own for Eq. 1 to find.")
+        if cfg.swap_weights:
+            weights = ", ".join(f"{part} × {w:g}" for part, w in cfg.swap_weights.items())
+            lines.append(f"Within the part-swap loss, each part's term weighed ({weights}; the others × 1).")
     if cfg.part_area:
         lines.append(f"Part-area loss (`part_stats.AreaLoss`) at weight {cfg.part_area}: each part's share of a "
                      f"generated image, by the judge's soft masks, keeps the training faces' mean and spread.")

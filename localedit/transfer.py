@@ -89,7 +89,7 @@ def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_
 
     Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er, inside and
     outside (ΔE² between E and T summed inside and outside the union of T's and E's masks) and n_inside,
-    n_outside (their pixel counts).
+    n_outside (their pixel counts); and [B, 3]: wanted (μ_R − μ_T) and made (μ_E − μ_T), for `axis_slopes`.
     """
     m_t, m_r, m_e = (part_mask(lb, lab, part) for lb, lab in ((labels_t, lab_t), (labels_r, lab_r),
                                                                 (labels_e, lab_e)))
@@ -103,7 +103,8 @@ def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_
     outside = (err * ~union).sum(dim=(1, 2))
     n_in = union.sum(dim=(1, 2))
     out = {"gap": gap, "color": color, "iou_tr": iou(whole[0], whole[1]), "iou_er": iou(whole[2], whole[1]),
-           "inside": inside, "outside": outside, "n_inside": n_in, "n_outside": union[0].numel() - n_in}
+           "inside": inside, "outside": outside, "n_inside": n_in, "n_outside": union[0].numel() - n_in,
+           "wanted": mu_r - mu_t, "made": mu_e - mu_t}
     return {k: v.double().numpy() for k, v in out.items()}
 
 
@@ -122,6 +123,17 @@ def leak_ratio(inside: float, outside: float, n_inside: float, n_outside: float)
     """The leak: mean ΔE² outside ÷ mean inside, from sums and pixel counts over every pair (a ratio of means,
     so a pair that barely changed cannot blow it up); NaN when nothing changed inside."""
     return (outside / max(n_outside, 1)) / (inside / n_inside) if inside > 0 and n_inside else math.nan
+
+
+def axis_slopes(figures: dict[str, np.ndarray]) -> tuple[float, float, float]:
+    """Per CIELAB axis, the least-squares slope of the move the edits made (μ_E − μ_T) on the move wanted
+    (μ_R − μ_T), over the pairs whose colour is measurable (`colored`). 1: that axis moves all the way to the
+    reference's; 0: no move that follows the wanted one; NaN: no pair wants a move along it."""
+    ok = colored(figures)
+    wanted, made = figures["wanted"][ok], figures["made"][ok]
+    power = np.square(wanted).sum(axis=0)
+    slopes = np.where(power > 0, (wanted * made).sum(axis=0) / np.maximum(power, 1e-12), np.nan)
+    return tuple(float(x) for x in slopes)
 
 
 def summarize(figures: dict[str, np.ndarray]) -> Transfer:

@@ -129,9 +129,12 @@ def test_each_part_weighs_its_own_swap_loss_and_a_branch_may_reweigh_them(tmp_pa
     for k, v in doubled.g.state_dict().items():
         assert torch.allclose(v, twice.g.state_dict()[k], atol=1e-6), k
     assert any(not torch.allclose(v, eyes_only.g.state_dict()[k]) for k, v in plain.g.state_dict().items())
-    for bad in ({"nose": 1.0}, {"mouth": -1.0}, {"mouth": float("nan")}):
+    for bad in ({"nose": 2.0}, {"mouth": -1.0}, {"mouth": float("nan")}):
         with pytest.raises(ValueError, match="swap_weights"):
             replace(config, swap_weights=bad)
+    assert replace(config, swap_weights={"eyes": 1, "mouth": 3}).swap_weights == {"mouth": 3.0}  # 1 is the default
+    with pytest.raises(ValueError, match="same channel"):
+        replace(config, swap_channels={"eyes": {"convs.5": [1, 2]}, "mouth": {"convs.5": [2]}})
     plain.save(tmp_path / "latest.pt")
     heavier = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_weights": {"mouth": 3}})
     assert heavier.config.swap_weights == {"mouth": 3.0} and heavier.step == plain.step
@@ -162,12 +165,17 @@ def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared()
 
 def test_swap_per_part_names_one_count_or_one_per_part():
     from localedit.cli_measure import _per_part
+    from localedit.part_swap import PER_PART
 
     assert _per_part([]) is None and _per_part(["2"]) == 2
     assert _per_part(["1", "mouth=2"]) == {"eyes": 1, "mouth": 2}
-    assert _per_part(["mouth=2"]) == {"eyes": len(SWAP_CHANNELS["eyes"]), "mouth": 2}
+    assert _per_part(["mouth=2"]) == {"eyes": PER_PART, "mouth": 2}
+    # A branch's part that is not named keeps the count its checkpoint had.
+    assert _per_part(["mouth=2"], had={"eyes": 1, "mouth": 1}) == {"eyes": 1, "mouth": 2}
     with pytest.raises(ValueError, match="names a part"):
         _per_part(["nose=1"])
+    with pytest.raises(ValueError, match="one count for every part"):
+        _per_part(["1", "2"])
 
 
 def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path):
@@ -203,3 +211,15 @@ def test_swap_per_part_needs_swap_from_init_and_writes_nothing(tmp_path):
     with pytest.raises(SystemExit, match="--swap-per-part needs --swap-from-init"):
         main(["train", "--run-dir", str(tmp_path / "run"), "--swap-per-part", "1"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_branch_adds_channels_only_to_a_run_that_reserved_them_from_its_init_model(tmp_path):
+    from localedit.__main__ import main
+    from localedit.train import TrainConfig, train
+
+    train(tmp_path / "run", TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8), steps=1,
+          progress=False)
+    with pytest.raises(SystemExit, match="did not reserve its channels"):
+        main(["train", "--run-dir", str(tmp_path / "branch"), "--branch-from", str(tmp_path / "run" / "latest.pt"),
+              "--swap-from-init", "--swap-per-part", "mouth=2"])
+    assert not (tmp_path / "branch").exists()

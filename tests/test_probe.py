@@ -64,18 +64,3 @@ def test_the_command_probes_a_checkpoint_and_a_folder(tmp_path, capsys):
     assert "iris moved" in lines[0] and len(lines) == 3
     assert lines[1].startswith(str(tmp_path)) and lines[2].startswith("assets/faces64")
 
-
-def test_axis_slopes_say_which_colour_axes_an_edit_moves():
-    from localedit.faces import PARTS
-    from localedit.probe import axis_slopes
-
-    labels = torch.full((3, 4, 4), PARTS.index("mouth"))
-    lab_t = torch.tensor([[50.0, 10, 10], [40, 20, 0], [60, 0, 20]])[:, :, None, None].expand(3, 3, 4, 4)
-    lab_r = lab_t + torch.tensor([[20.0, 30, -10], [-30, 10, 5], [10, -20, 15]])[:, :, None, None]
-    lab_e = lab_t.clone()
-    lab_e[:, 1] = lab_r[:, 1]  # only a* takes the reference's
-    lab_e[:, 2] = lab_t[:, 2] + 0.5 * (lab_r[:, 2] - lab_t[:, 2])  # b* half way
-    slopes = axis_slopes("mouth", lab_t, lab_r, lab_e, labels, labels, labels)
-    assert slopes == pytest.approx((0.0, 1.0, 0.5))
-    near = lab_t + 1.0  # no pair differs by MIN_GAP: nothing to read
-    assert all(math.isnan(x) for x in axis_slopes("mouth", lab_t, near, near, labels, labels, labels))

@@ -167,3 +167,18 @@ def test_examples_are_the_most_visible_local_pair_of_tuning_seeds(tiny_generator
                   for e in [editor.edit(a, b, part)]}
         assert len(scores) == 12 and scores[t, r] == max(scores.values())
     assert pick_examples(editor, ["mouth"], n_seeds=4, progress=False) == {"mouth": examples["mouth"]}
+
+
+def test_axis_slopes_say_which_colour_axes_an_edit_moves():
+    from localedit.transfer import axis_slopes
+
+    labels = torch.full((3, 4, 4), PARTS.index("mouth"))
+    lab_t = torch.tensor([[50.0, 10, 10], [40, 20, 0], [60, 0, 20]])[:, :, None, None].expand(3, 3, 4, 4)
+    lab_r = lab_t + torch.tensor([[20.0, 30, 0], [-30, 10, 0], [10, -20, 0]])[:, :, None, None]
+    lab_e = lab_t.clone()
+    lab_e[:, 1] = lab_r[:, 1]  # only a* takes the reference's
+    lab_e[:, 0] = lab_t[:, 0] + 0.5 * (lab_r[:, 0] - lab_t[:, 0])  # L* half way
+    slopes = axis_slopes(pair_figures("mouth", lab_t, lab_r, lab_e, labels, labels, labels))
+    assert slopes[:2] == pytest.approx((0.5, 1.0)) and math.isnan(slopes[2])  # no pair wants b* to move
+    near = lab_t + 1.0  # no pair differs by MIN_GAP: nothing to read
+    assert all(math.isnan(x) for x in axis_slopes(pair_figures("mouth", lab_t, near, near, labels, labels, labels)))
