@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pairs", type=int, default=48, help="tuning pairs for the swap")
     p.add_argument("--samples", type=int, default=256, help="tuning samples for the realism and the variety")
     p.add_argument("--per-part", type=int, default=1, help="for a model folder: stand-in channels per part and layer")
+    p.add_argument("--sheets", metavar="DIR", help="also write DIR/NAME-swap.png per path: target | reference | "
+                   "swapped for six pairs per part whose colours differ")
     p.add_argument("--judge", default="assets/judge", help="the judge's folder")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.set_defaults(func=cli_measure.cmd_probe)

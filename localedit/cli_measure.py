@@ -226,6 +226,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_probe(args: argparse.Namespace) -> None:
     import torch
 
+    from localedit import viz
     from localedit.evaluate import procedural_reference
     from localedit.hub import load_model
     from localedit.judge import load_judge
@@ -245,7 +246,12 @@ def cmd_probe(args: argparse.Namespace) -> None:
             g, channels = model.generator, _catalog_reserved(model.catalog, path, model.config.size, args.per_part)
         else:
             g, channels = checkpoint_generator(path)
-        print(f"{path:{width}} {probe(g, judge, channels, args.pairs, args.samples, procedural).row()}", flush=True)
+        result = probe(g, judge, channels, args.pairs, args.samples, procedural, examples=6 if args.sheets else 0)
+        print(f"{path:{width}} {result.row()}", flush=True)
+        if args.sheets:
+            name = "-".join(Path(path).with_suffix("").parts[-2:])
+            sheet = output_path(Path(args.sheets) / f"{name}-swap.png")
+            viz.triples_sheet([(part, cells) for part, cells in result.examples.items()], scale=2).save(sheet)
 
 
 def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dict[str, int] | None:

@@ -25,7 +25,7 @@ reserved ones, so a candidate can be set beside the model it started from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +33,13 @@ import torch
 from torch import Tensor
 
 from localedit.color import srgb_to_lab
+from localedit.edit import to_uint8
 from localedit.evaluate import _batches, _features, procedural_reference, tuning_seeds
 from localedit.faces import PARTS
 from localedit.judge import Judge, frechet_distance
 from localedit.part_swap import SWAP_CHANNELS, swap_part
 from localedit.stylegan2 import Generator
-from localedit.transfer import Transfer, axis_slopes, contrast, pair_figures, summarize, variety
+from localedit.transfer import Transfer, axis_slopes, colored, contrast, pair_figures, summarize, variety
 
 TRUNCATION = 0.7  # as `evaluate`'s samples
 AREA_PARTS = ("eyes", "eyebrows", "nose", "mouth")  # the small parts, which a loss can shrink away
@@ -54,6 +55,9 @@ class Probe:
     area: dict[str, float]  # mean pixels per part of AREA_PARTS
     variety: dict[str, float]  # eyes, mouth
     axes: dict[str, tuple[float, float, float]]  # per part of SWAP_CHANNELS: the swap's `transfer.axis_slopes`
+    # Per part of SWAP_CHANNELS, uint8 [H, W, 3] images in threes (target, reference, swapped) for the first
+    # `examples` pairs whose part colours differ (`probe(examples=...)`), for `viz.triples_sheet`.
+    examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} {'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}"
@@ -91,10 +95,11 @@ def _render(g: Generator, judge: Judge, styles: dict[str, Tensor], batch: int) -
 
 @torch.no_grad()
 def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: int = 256,
-          procedural: tuple[Tensor, np.ndarray] | None = None, batch: int = 32) -> Probe:
+          procedural: tuple[Tensor, np.ndarray] | None = None, batch: int = 32, examples: int = 0) -> Probe:
     """Probe `g` on tuning seeds: `pairs` (T, R) pairs for the swap of `channels` ({part: {layer: [c]}}, empty
     for part_swap's defaults), and `samples` samples (the pairs' targets first) against `procedural` faces (from
-    `evaluate.procedural_reference`, as many as the samples; rendered here when None)."""
+    `evaluate.procedural_reference`, as many as the samples; rendered here when None). With `examples`, the
+    Probe keeps that many swapped pairs per part as pictures."""
     seeds = tuning_seeds(max(2 * pairs, samples + 1))
     styles = g.seed_styles(seeds, TRUNCATION)
     images, labels = _render(g, judge, styles, batch)
@@ -106,15 +111,18 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
     lab_t = srgb_to_lab(image_t)
     references = {k: v[r] for k, v in styles.items()}
 
-    def moved(part: str, mixed: dict[str, Tensor]) -> tuple[Transfer, tuple[float, float, float]]:
+    def moved(part: str, mixed: dict[str, Tensor]) -> tuple[Transfer, tuple[float, float, float], list[np.ndarray]]:
         image_e, labels_e = _render(g, judge, mixed, batch)
         figures = pair_figures(part, lab_t, lab[r], srgb_to_lab(image_e), labels_t, labels[r], labels_e)
-        return summarize(figures), axis_slopes(figures)
+        shown = [to_uint8(x[i:i + 1]) for i in np.flatnonzero(colored(figures))[:examples]
+                 for x in (image_t, images[r], image_e)]
+        return summarize(figures), axis_slopes(figures), shown
 
     fine_layers = g.style_layers[FINE_FROM:]
-    swap, fine, axes = {}, {}, {}
+    swap, fine, axes, shown = {}, {}, {}, {}
     for part in SWAP_CHANNELS:
-        swap[part], axes[part] = moved(part, swap_part(targets, references, part, g.config.size, channels.get(part)))
+        swap[part], axes[part], shown[part] = moved(
+            part, swap_part(targets, references, part, g.config.size, channels.get(part)))
         fine[part] = moved(part, {k: references[k] if k in fine_layers else v for k, v in targets.items()})[0].color
     sample = slice(0, samples)
     faces = procedural[0] if procedural is not None else procedural_reference(samples)[0]
@@ -122,4 +130,5 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
     area = {p: float((labels[sample] == PARTS.index(p)).sum(dim=(1, 2)).float().mean()) for p in AREA_PARTS}
     brows = contrast(["eyebrows"], lab[sample], labels[sample])["eyebrows"]
     return Probe(swap=swap, fine=fine, fd=float(fd), brows=brows, area=area,
-                 variety=variety(["eyes", "mouth"], lab[sample], labels[sample]), axes=axes)
+                 variety=variety(["eyes", "mouth"], lab[sample], labels[sample]), axes=axes,
+                 examples=shown if examples else {})

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,13 +25,17 @@ def _all_channels(g, parts, take: bool) -> dict:
 
 def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_none_does(faces64):
     judge = load_judge()
-    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), True), pairs=6, samples=8)
+    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), True), pairs=6, samples=8,
+                       examples=2)
     nothing = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), False), pairs=6, samples=8)
     for part in ("eyes", "mouth"):
         assert everything.swap[part].color == pytest.approx(1.0, abs=1e-4)
         assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
         assert math.isnan(nothing.swap[part].leak)  # nothing changed inside: no ratio
         assert everything.axes[part] == pytest.approx((1.0, 1.0, 1.0), abs=1e-4)  # each axis all the way
+        target, reference, swapped = everything.examples[part][:3]  # every channel swapped: the reference itself
+        assert np.abs(swapped.astype(int) - reference).max() <= 1 and np.abs(target.astype(int) - reference).max() > 50
+        assert len(everything.examples[part]) in (3, 6) and nothing.examples == {}
         assert nothing.axes[part] == pytest.approx((0.0, 0.0, 0.0), abs=1e-4)
     # The sample figures, and where the colours are decided, do not depend on the reserved channels.
     assert everything.fine == nothing.fine and all(-1 < v < 1.5 for v in everything.fine.values())
@@ -59,8 +64,9 @@ def test_the_command_probes_a_checkpoint_and_a_folder(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no such checkpoint"):
         main(["probe", str(tmp_path / "run" / "nothing.pt"), "--pairs", "2", "--samples", "4"])
     main(["probe", str(tmp_path / "run" / "latest.pt"), "assets/faces64", "--pairs", "2", "--samples", "4",
-          "--threads", "1"])
+          "--threads", "1", "--sheets", str(tmp_path / "sheets")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert "iris moved" in lines[0] and len(lines) == 3
     assert lines[1].startswith(str(tmp_path)) and lines[2].startswith("assets/faces64")
+    assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["assets-faces64-swap.png", "run-latest-swap.png"]
 
