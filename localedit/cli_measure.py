@@ -207,12 +207,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         had = {part: len(next(iter(layers.values()))) for part, layers in made["swap_channels"].items()}
         overrides["swap_channels"] = _reserved_channels(made["init"], made["size"],
                                                         _per_part(args.swap_per_part, had) or had)
-        per_part = None
-    else:
-        per_part = _per_part(args.swap_per_part)
-    if args.swap_from_init and not args.branch_from:
-        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, per_part)
-    elif per_part is not None:
+    elif args.swap_from_init:
+        overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, _per_part(args.swap_per_part))
+    elif args.swap_per_part:
         raise ValueError("--swap-per-part needs --swap-from-init: the default reserved channels are fixed")
     where = {"device": args.device, "resume": Path(args.resume) if args.resume else None,
              "sample_every": args.sample_every, "checkpoint_every": args.checkpoint_every,
