@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
     p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
                    "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
-                   "--within-group, --part-swap, --swap-weight, --swap-from-init with more --swap-per-part, "
+                   "--within-group, --part-swap, --swap-pairs, --swap-weight, --swap-from-init with more "
+                   "--swap-per-part, "
                    "--stat-parts, --part-area, --lr; the same command resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -257,13 +258,16 @@ def main(argv: list[str] | None = None) -> None:
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
                    "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
+    p.add_argument("--swap-pairs", type=int, help="pairs of samples per step for the part-swap loss, shared "
+                   "equally among the swapped parts (default 16)")
     p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "
-                   "the part-swap loss (eyes or mouth; default 1), its colour and locality terms alike: a lagging "
+                   "the part-swap loss (one it swaps; default 1), its colour and locality terms alike: a lagging "
                    "part pulled harder against the GAN loss and the other part, as local as before")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
                    "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
     p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "
-                   "--swap-from-init: channels reserved per part in each layer (default 3), or for one part; the 64 "
+                   "--swap-from-init: channels reserved per part in each layer (default 3), or for one part (nose=N "
+                   "adds the nose to the eyes and the mouth); the 64 "
                    "px layers have only 32, and what the parts take the rest cannot draw. A branch may add channels "
                    "to its checkpoint's")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")

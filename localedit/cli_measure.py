@@ -189,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
     overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed",
                                                "color_stats", "within_group", "shared_below", "init", "init_d",
-                                               "d_warmup", "part_swap", "part_area", "lr")
+                                               "d_warmup", "part_swap", "swap_pairs", "part_area", "lr")
                  if getattr(args, k) is not None}
     if args.channels:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))
@@ -227,6 +227,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     from localedit.evaluate import procedural_reference
     from localedit.hub import load_model
     from localedit.judge import load_judge
+    from localedit.part_swap import SWAP_CHANNELS, SWAP_PARTS
     from localedit.probe import Probe, checkpoint_generator, probe
 
     torch.set_num_threads(args.threads)
@@ -240,7 +241,11 @@ def cmd_probe(args: argparse.Namespace) -> None:
     for path in args.paths:
         if Path(path).is_dir():
             model = load_model(path)
-            g, channels = model.generator, _catalog_reserved(model.catalog, path, model.config.size, args.per_part)
+            # The eyes and the mouth always (an unlabelled one is an error), the nose where the catalog names it.
+            labelled = [part for part in SWAP_PARTS if part in SWAP_CHANNELS
+                        or (model.catalog is not None and part in model.catalog.parts)]
+            g, channels = model.generator, _catalog_reserved(model.catalog, path, model.config.size,
+                                                             dict.fromkeys(labelled, args.per_part))
         else:
             g, channels = checkpoint_generator(path)
         result = probe(g, judge, channels, args.pairs, args.samples, procedural, examples=6 if args.sheets else 0)
@@ -252,9 +257,11 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dict[str, int] | None:
-    """--swap-per-part's values: N for every part, PART=N for one. A part not named keeps N, else the count it
-    `had` (a branch's checkpoint), else part_swap's default. None when no value is given."""
-    from localedit.part_swap import PER_PART, SWAP_CHANNELS
+    """--swap-per-part's values: N for every part, PART=N for one. The parts are those `had` (a branch's
+    checkpoint: {part: count}) reserves, else part_swap's defaults, and any part named (the nose, which no default
+    reserves, joins only when named); a part not named keeps N, else the count it had, else PER_PART. None when no
+    value is given."""
+    from localedit.part_swap import PER_PART, SWAP_CHANNELS, SWAP_PARTS
 
     if not values:
         return None
@@ -262,8 +269,8 @@ def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dic
     for value in values:
         if "=" in value:
             part, n = parse_pair(value, int)
-            if part not in SWAP_CHANNELS:
-                raise ValueError(f"--swap-per-part names a part of {list(SWAP_CHANNELS)}, got {part!r}")
+            if part not in SWAP_PARTS:
+                raise ValueError(f"--swap-per-part names a part of {list(SWAP_PARTS)}, got {part!r}")
             named[part] = n
         elif every is not None:
             raise ValueError(f"--swap-per-part gives one count for every part, got {every} and {value}")
@@ -271,8 +278,8 @@ def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dic
             every = int(value)
     if not named and had is None:
         return every
-    return {part: named.get(part, every if every is not None else (had or {}).get(part, PER_PART))
-            for part in SWAP_CHANNELS}
+    parts = [p for p in SWAP_PARTS if p in named or p in (had or SWAP_CHANNELS)]
+    return {part: named.get(part, every if every is not None else (had or {}).get(part, PER_PART)) for part in parts}
 
 
 def _reserved_channels(init: str | None, size: int, per_part: int | dict[str, int] | None = None) -> dict:
@@ -287,14 +294,15 @@ def _reserved_channels(init: str | None, size: int, per_part: int | dict[str, in
 
 def _catalog_reserved(catalog, where: str, size: int, per_part: int | dict[str, int] | None = None) -> dict:
     """`_reserved_channels` of an already loaded catalog (None when the model has none), named `where` in errors."""
-    from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers
+    from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers, swap_parts
 
     if catalog is None:
         raise ValueError(f"{where} has no catalog: build one first (`catalog`)")
-    missing = [part for part in SWAP_CHANNELS if part not in catalog.parts]
+    parts = swap_parts(per_part) if isinstance(per_part, dict) else tuple(SWAP_CHANNELS)
+    missing = [part for part in parts if part not in catalog.parts]
     if missing:
         raise ValueError(f"{where}'s catalog names no {missing}: label them first (`label`)")
-    rows = {part: catalog.part_rows(part) for part in SWAP_CHANNELS}
+    rows = {part: catalog.part_rows(part) for part in parts}
     layers = swap_layers(catalog.style_layers, size)
     return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
 

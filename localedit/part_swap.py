@@ -33,6 +33,9 @@ from localedit.transfer import MIN_GAP, part_mask
 
 PER_PART = 3  # reserved channels per part and layer unless told otherwise: one per colour dimension
 SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # the defaults, PER_PART each
+# The parts that may have channels reserved, in the order `reserve_channels` serves them: the default ones first,
+# so a run that adds the nose keeps the eyes' and the mouth's channels.
+SWAP_PARTS = ("eyes", "mouth", "nose")
 LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as no transfer at all
 
 
@@ -41,6 +44,15 @@ def swap_layers(layers: Iterable[str], size: int) -> list[str]:
     convs.7, to_rgbs.3). There the eyes and lips are a few pixels, not a fraction of one, so a channel can be
     active on them alone."""
     return [layer for layer in layers if input_resolution(layer) >= size // 2]
+
+
+def swap_parts(channels: Mapping[str, object]) -> tuple[str, ...]:
+    """The parts a run swaps, in SWAP_PARTS' order: those `channels` ({part: {layer: [c]}}) reserves, or, when it
+    is empty, SWAP_CHANNELS' defaults."""
+    unknown = sorted(set(channels) - set(SWAP_PARTS))
+    if unknown:
+        raise ValueError(f"reserved channels are for parts of {list(SWAP_PARTS)}, got {unknown}")
+    return tuple(p for p in SWAP_PARTS if p in channels) if channels else tuple(SWAP_CHANNELS)
 
 
 def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], part: str, size: int,
@@ -63,7 +75,7 @@ def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[
     and each layer, the `per_part` channels (one count for every part, or {part: count}) with the largest M that
     no earlier part took. A generator whose channels already lie on the part has less to learn than one given
     arbitrary channels. Raising a part's count keeps the channels it had, and those of the parts before it in
-    `rows`; a part after it may lose one to it."""
+    `rows`; a part after it may lose one to it, and a part added after the others takes what they left."""
     counts = dict.fromkeys(rows, per_part) if isinstance(per_part, int) else dict(per_part)
     if set(counts) != set(rows) or min(counts.values()) < 1:
         raise ValueError(f"per_part must be at least 1 for each of {list(rows)}, got {per_part}")

@@ -37,7 +37,7 @@ from localedit.edit import to_uint8
 from localedit.evaluate import _batches, _features, procedural_reference, tuning_seeds
 from localedit.faces import PARTS
 from localedit.judge import Judge, frechet_distance
-from localedit.part_swap import SWAP_CHANNELS, swap_part
+from localedit.part_swap import swap_part, swap_parts
 from localedit.stylegan2 import Generator
 from localedit.transfer import Transfer, axis_slopes, colored, contrast, pair_figures, summarize, variety
 
@@ -48,18 +48,19 @@ FINE_FROM = 4  # style_layers[4:]: w index 3 on (to_rgbs.0, convs.2, ...), past 
 
 @dataclass(frozen=True)
 class Probe:
-    swap: dict[str, Transfer]  # per part of SWAP_CHANNELS
-    fine: dict[str, float]  # per part of SWAP_CHANNELS: colour transfer with every style past 8 px swapped
+    swap: dict[str, Transfer]  # per swapped part (`part_swap.swap_parts`)
+    fine: dict[str, float]  # per swapped part: colour transfer with every style past 8 px swapped
     fd: float
     brows: float  # the eyebrows' contrast against the skin, ΔE
     area: dict[str, float]  # mean pixels per part of AREA_PARTS
     variety: dict[str, float]  # eyes, mouth
-    axes: dict[str, tuple[float, float, float]]  # per part of SWAP_CHANNELS: the swap's `transfer.axis_slopes`
-    # Per part of SWAP_CHANNELS, uint8 [H, W, 3] images in threes (target, reference, swapped) for the first
+    axes: dict[str, tuple[float, float, float]]  # per swapped part: the swap's `transfer.axis_slopes`
+    # Per swapped part, uint8 [H, W, 3] images in threes (target, reference, swapped) for the first
     # `examples` pairs whose part colours differ (`probe(examples=...)`), for `viz.triples_sheet`.
     examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} {'brows':>6} "
+    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'nose moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} "
+              f"{'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}"
               + f" {'iris L/a/b':>17} {'lips L/a/b':>17}")
 
@@ -67,7 +68,9 @@ class Probe:
         leak = max(t.leak for t in self.swap.values())
         variety = f"{self.variety['eyes']:.2f}/{self.variety['mouth']:.2f}"
         fine = f"{self.fine['eyes']:.2f}/{self.fine['mouth']:.2f}"
-        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {leak:6.3f} {fine:>9} "
+        # The nose, which only some runs swap: its colour moved and the share of pairs where that shows.
+        nose = f"{self.swap['nose'].color:.2f}/{self.swap['nose'].visible:.0%}" if "nose" in self.swap else "—"
+        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {nose:>10} {leak:6.3f} {fine:>9} "
                 f"{self.fd:6.2f} {self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
                 + f" {variety:>11} " + " ".join(f"{'/'.join(f'{x:.2f}' for x in self.axes[p]):>17}"
                                                   for p in ("eyes", "mouth")))
@@ -96,10 +99,10 @@ def _render(g: Generator, judge: Judge, styles: dict[str, Tensor], batch: int) -
 @torch.no_grad()
 def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: int = 256,
           procedural: tuple[Tensor, np.ndarray] | None = None, batch: int = 32, examples: int = 0) -> Probe:
-    """Probe `g` on tuning seeds: `pairs` (T, R) pairs for the swap of `channels` ({part: {layer: [c]}}, empty
-    for part_swap's defaults), and `samples` samples (the pairs' targets first) against `procedural` faces (from
-    `evaluate.procedural_reference`, as many as the samples; rendered here when None). With `examples`, the
-    Probe keeps that many swapped pairs per part as pictures."""
+    """Probe `g` on tuning seeds: `pairs` (T, R) pairs for the swap of `channels` ({part: {layer: [c]}} with the
+    eyes and the mouth among its parts, empty for part_swap's defaults), and `samples` samples (the pairs' targets
+    first) against `procedural` faces (from `evaluate.procedural_reference`, as many as the samples; rendered here
+    when None). With `examples`, the Probe keeps that many swapped pairs per part as pictures."""
     seeds = tuning_seeds(max(2 * pairs, samples + 1))
     styles = g.seed_styles(seeds, TRUNCATION)
     images, labels = _render(g, judge, styles, batch)
@@ -120,7 +123,7 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
 
     fine_layers = g.style_layers[FINE_FROM:]
     swap, fine, axes, shown = {}, {}, {}, {}
-    for part in SWAP_CHANNELS:
+    for part in swap_parts(channels):
         swap[part], axes[part], shown[part] = moved(
             part, swap_part(targets, references, part, g.config.size, channels.get(part)))
         fine[part] = moved(part, {k: references[k] if k in fine_layers else v for k, v in targets.items()})[0].color

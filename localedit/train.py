@@ -50,7 +50,7 @@ from localedit.part_stats import (
     part_dims,
     soft_masks,
 )
-from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
+from localedit.part_swap import swap_loss, swap_part, swap_parts
 from localedit.stylegan2 import Generator, GeneratorConfig, from_known_keys, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -97,8 +97,8 @@ class TrainConfig:
     # already knows the faces keeps G's realism from drifting while a new loss pulls on it. Its Adam moments start
     # fresh.
     init_d: str = ""
-    # The part-swap loss (`part_swap.py`): its weight (0: off) and the pairs of samples per G step, half of them
-    # swapping the eyes' reserved channels and half the mouth's.
+    # The part-swap loss (`part_swap.py`): its weight (0: off) and the pairs of samples per G step, shared equally
+    # among the parts that swap (`swap_parts`: the eyes and the mouth unless swap_channels reserves others too).
     part_swap: float = 0.0
     swap_pairs: int = 16
     # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
@@ -131,15 +131,16 @@ class TrainConfig:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
         if min(self.color_stats, self.within_group, self.part_swap, self.part_area, self.d_warmup) < 0:
             raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
-        if self.part_swap and (self.swap_pairs < 2 or self.swap_pairs % 2):
-            raise ValueError(f"swap_pairs must be an even number ≥ 2, got {self.swap_pairs}")
+        n_parts = len(self.swap_parts)  # also checks swap_channels' parts
+        if self.part_swap and (self.swap_pairs < n_parts or self.swap_pairs % n_parts):
+            raise ValueError(f"swap_pairs must be a multiple of the {n_parts} swapped parts, got {self.swap_pairs}")
         for layer in {layer for layers in self.swap_channels.values() for layer in layers}:
             held = [c for layers in self.swap_channels.values() for c in layers.get(layer, ())]
             if len(held) != len(set(held)):
                 raise ValueError(f"swap_channels gives two parts the same channel at {layer}: {self.swap_channels}")
-        unknown = sorted(set(self.swap_weights) - set(SWAP_CHANNELS))
+        unknown = sorted(set(self.swap_weights) - set(self.swap_parts))
         if unknown or any(not (math.isfinite(w) and w >= 0) for w in self.swap_weights.values()):
-            raise ValueError(f"swap_weights gives parts of {list(SWAP_CHANNELS)} finite weights ≥ 0; got "
+            raise ValueError(f"swap_weights gives parts of {list(self.swap_parts)} finite weights ≥ 0; got "
                              f"{self.swap_weights}")
         unknown = [p for p in self.stat_parts if p not in PARTS]
         if unknown or len(set(self.stat_parts)) != len(self.stat_parts) or "skin" not in self.stat_parts:
@@ -152,6 +153,11 @@ class TrainConfig:
         if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
                                       and self.group_size >= 2):
             raise ValueError("shared_below must be a layer index ≥ 1, with ≥ 1 group of ≥ 2 samples")
+
+    @property
+    def swap_parts(self) -> tuple[str, ...]:
+        """The parts the part-swap loss swaps (`part_swap.swap_parts`)."""
+        return swap_parts(self.swap_channels)
 
     @property
     def gamma(self) -> float:
@@ -176,8 +182,8 @@ class TrainConfig:
 # The settings a branch may change: the losses' weights and what they read, and the learning rate. G, D, their
 # optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
 # (`init`), whose fresh optimisers and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_weights", "swap_channels", "stat_parts",
-                   "part_area", "lr")
+BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_pairs", "swap_weights", "swap_channels",
+                   "stat_parts", "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -389,8 +395,8 @@ class Trainer:
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
             stats.update(swap_colour=colour.mean().item(), swap_locality=locality.mean().item(),
-                         **{f"swap_{part}": c.item() for part, c in zip(SWAP_CHANNELS, colour, strict=True)})
-            weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in SWAP_CHANNELS])
+                         **{f"swap_{part}": c.item() for part, c in zip(cfg.swap_parts, colour, strict=True)})
+            weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in cfg.swap_parts])
             # The swapped images must look real too; they are half as many as the plain batch, so half the weight.
             loss_g = loss_g + 0.5 * gan + cfg.part_swap * (weights * (colour + locality)).mean()
         self.opt_g.zero_grad(set_to_none=True)
@@ -409,10 +415,10 @@ class Trainer:
         return part_colors(image, labels, self.config.stat_parts)
 
     def _part_swap_losses(self) -> tuple[Tensor, Tensor, Tensor]:
-        """`swap_pairs` pairs (T, R) of plain samples, const noise; each half swaps one part's reserved channels
-        from R into T (`part_swap.swap_part`). T is rendered beside the swapped image, with gradients, since the
-        loss asks only for the difference between them; R, without. Returns G's GAN loss on the swapped images and
-        each part's colour miss and locality, [P] in SWAP_CHANNELS' order."""
+        """`swap_pairs` pairs (T, R) of plain samples, const noise; each part's equal share of them swaps its
+        reserved channels from R into T (`part_swap.swap_part`). T is rendered beside the swapped image, with
+        gradients, since the loss asks only for the difference between them; R, without. Returns G's GAN loss on
+        the swapped images and each part's colour miss and locality, [P] in `swap_parts`' order."""
         cfg, g = self.config, self.g
         n = cfg.swap_pairs
         w = g.mapping(torch.randn(2 * n, cfg.style_dim, device=self.device))
@@ -421,8 +427,9 @@ class Trainer:
             refs = g.synthesize({k: v[n:] for k, v in styles.items()}, noise="const").float().clamp(-1, 1)
             labels_r = self.judge.labels(refs)
         gan, colour, locality = [], [], []
-        for i, part in enumerate(SWAP_CHANNELS):
-            rows = slice(i * n // 2, (i + 1) * n // 2)
+        parts = cfg.swap_parts
+        for i, part in enumerate(parts):
+            rows = slice(i * n // len(parts), (i + 1) * n // len(parts))
             target = {k: v[rows] for k, v in styles.items()}
             reference = {k: v[n:][rows] for k, v in styles.items()}
             swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
@@ -543,7 +550,8 @@ def _check_added_channels(before: dict, after: dict) -> None:
     """A branch may reserve more channels for the part-swap loss, never fewer or others: the ones a run has
     trained keep their part."""
     if not before:
-        raise ValueError("this run trains the default reserved channels (SWAP_CHANNELS); a branch cannot change them")
+        raise ValueError("this run trains the default reserved channels (part_swap.SWAP_CHANNELS); a branch cannot "
+                         "change them")
     for part, layers in before.items():
         for layer, channels in layers.items():
             if not set(channels) <= set(after.get(part, {}).get(layer, ())):

@@ -40,7 +40,8 @@ def _extras(cfg: TrainConfig) -> str:
                     if cfg.swap_channels else "channels 0–2 (eyes) and 3–5 (mouth) of the last layers")
         lines.append(f"Part-swap loss (`localedit/part_swap.py`) at weight {cfg.part_swap}, {cfg.swap_pairs} pairs "
                      f"per step: with a few reserved fine-layer channels ({reserved}) swapped from one sample into "
-                     f"another, the eyes' or lips' colour must become the donor's and nothing outside the part may "
+                     f"another, the colour of the part they serve ({', '.join(cfg.swap_parts)}) must become the "
+                     f"donor's and nothing outside the part may "
                      f"change (the loss sees only what the swap changed, so no shared change of every face lowers "
                      f"it), so that these parts get channels of their own for Eq. 1 to find.")
         if cfg.swap_weights:

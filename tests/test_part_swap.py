@@ -172,8 +172,11 @@ def test_swap_per_part_names_one_count_or_one_per_part():
     assert _per_part(["mouth=2"]) == {"eyes": PER_PART, "mouth": 2}
     # A branch's part that is not named keeps the count its checkpoint had.
     assert _per_part(["mouth=2"], had={"eyes": 1, "mouth": 1}) == {"eyes": 1, "mouth": 2}
+    # The nose, which no default reserves, joins when named, after the parts that were there.
+    assert _per_part(["nose=2"]) == {"eyes": PER_PART, "mouth": PER_PART, "nose": 2}
+    assert _per_part(["nose=3"], had={"eyes": 1, "mouth": 2}) == {"eyes": 1, "mouth": 2, "nose": 3}
     with pytest.raises(ValueError, match="names a part"):
-        _per_part(["nose=1"])
+        _per_part(["hair=1"])
     with pytest.raises(ValueError, match="one count for every part"):
         _per_part(["1", "2"])
 
@@ -193,6 +196,16 @@ def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path)
     for other in ({"eyes": {"convs.5": [2]}, "mouth": {"convs.5": [3, 4]}}, {"eyes": {"convs.5": [1]}}):
         with pytest.raises(ValueError, match="keeps the checkpoint's"):
             Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": other})
+    # A part may join (the nose), its pairs then shared three ways; the log names each part's miss.
+    nose = {**more, "nose": {"convs.5": [5]}}
+    with pytest.raises(ValueError, match="multiple of the 3 swapped parts"):
+        Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": nose})
+    branch = Trainer.load(tmp_path / "latest.pt", faces, labels=labels,
+                          changes={"swap_channels": nose, "swap_pairs": 3, "swap_weights": {"nose": 2}})
+    assert branch.config.swap_parts == ("eyes", "mouth", "nose")
+    assert {"swap_eyes", "swap_mouth", "swap_nose"} <= set(branch.train_step())
+    with pytest.raises(ValueError, match="parts of"):
+        replace(config, swap_channels={**chosen, "hair": {"convs.5": [6]}})
     Trainer(replace(config, swap_channels={}), faces, labels=labels).save(tmp_path / "default.pt")
     with pytest.raises(ValueError, match="default reserved channels"):
         Trainer.load(tmp_path / "default.pt", faces, labels=labels, changes={"swap_channels": more})

@@ -25,23 +25,27 @@ def _all_channels(g, parts, take: bool) -> dict:
 
 def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_none_does(faces64):
     judge = load_judge()
-    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), True), pairs=6, samples=8,
+    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth", "nose"), True), pairs=6, samples=8,
                        examples=2)
     nothing = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), False), pairs=6, samples=8)
-    for part in ("eyes", "mouth"):
+    assert set(everything.swap) == {"eyes", "mouth", "nose"} and set(nothing.swap) == {"eyes", "mouth"}
+    for part in ("eyes", "mouth", "nose"):
         assert everything.swap[part].color == pytest.approx(1.0, abs=1e-4)
-        assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
-        assert math.isnan(nothing.swap[part].leak)  # nothing changed inside: no ratio
+        if part in nothing.swap:
+            assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
+            assert math.isnan(nothing.swap[part].leak)  # nothing changed inside: no ratio
+            assert nothing.axes[part] == pytest.approx((0.0, 0.0, 0.0), abs=1e-4)
         assert everything.axes[part] == pytest.approx((1.0, 1.0, 1.0), abs=1e-4)  # each axis all the way
         target, reference, swapped = everything.examples[part][:3]  # every channel swapped: the reference itself
         assert np.abs(swapped.astype(int) - reference).max() <= 1 and np.abs(target.astype(int) - reference).max() > 50
         assert len(everything.examples[part]) in (3, 6) and nothing.examples == {}
-        assert nothing.axes[part] == pytest.approx((0.0, 0.0, 0.0), abs=1e-4)
     # The sample figures, and where the colours are decided, do not depend on the reserved channels.
-    assert everything.fine == nothing.fine and all(-1 < v < 1.5 for v in everything.fine.values())
+    assert {p: everything.fine[p] for p in nothing.fine} == nothing.fine
+    assert all(-1 < v < 1.5 for v in everything.fine.values())
     assert everything.fd == nothing.fd and everything.area == nothing.area and everything.brows == nothing.brows
     assert everything.area["mouth"] > 10 and everything.fd > 0
-    assert len(everything.row()) == len(Probe.HEADER)  # the columns line up
+    assert len(everything.row()) == len(nothing.row()) == len(Probe.HEADER)  # the columns line up
+    assert " 1.00/" in everything.row() and " — " in nothing.row()  # the nose's column, swapped or not
 
 
 def test_a_checkpoint_gives_its_ema_generator_and_reserved_channels(tmp_path):
