@@ -257,14 +257,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
-                   "must carry the eyes' and lips' colours and nothing else (see part_swap.py); 0 leaves it out")
+                   "must carry the eyes' and lips' colours (and the nose's, when it has channels) and nothing else "
+                   "(see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-pairs", type=int, help="pairs of samples per step for the part-swap loss, shared "
                    "equally among the swapped parts (default 16)")
     p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "
                    "the part-swap loss (one it swaps; default 1), its colour and locality terms alike: a lagging "
-                   "part pulled harder against the GAN loss and the other part, as local as before")
+                   "part pulled harder against the GAN loss and the other parts, as local as before")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
-                   "--init model's catalog ranks highest for the eyes and the mouth (default: channels 0–5)")
+                   "--init model's catalog ranks highest for the eyes and the mouth, and the nose with "
+                   "--swap-per-part nose=N (default: channels 0–5 for the eyes and the mouth)")
     p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "
                    "--swap-from-init: channels reserved per part in each layer (default 3), or for one part (nose=N "
                    "adds the nose to the eyes and the mouth); the 64 "

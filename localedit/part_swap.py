@@ -50,8 +50,9 @@ def swap_parts(channels: Mapping[str, object]) -> tuple[str, ...]:
     """The parts a run swaps, in SWAP_PARTS' order: those `channels` ({part: {layer: [c]}}) reserves, or, when it
     is empty, SWAP_CHANNELS' defaults."""
     unknown = sorted(set(channels) - set(SWAP_PARTS))
-    if unknown:
-        raise ValueError(f"reserved channels are for parts of {list(SWAP_PARTS)}, got {unknown}")
+    if unknown or (channels and not set(SWAP_CHANNELS) <= set(channels)):
+        raise ValueError(f"reserved channels are for the eyes and the mouth and optionally other parts of "
+                         f"{list(SWAP_PARTS)}; got {sorted(channels)}")
     return tuple(p for p in SWAP_PARTS if p in channels) if channels else tuple(SWAP_CHANNELS)
 
 

@@ -1,12 +1,13 @@
-"""A quick look at a training checkpoint: does the part-swap training give the eyes and the lips channels of their
-own, and what does it cost the samples?
+"""A quick look at a training checkpoint: does the part-swap training give the eyes and the lips (and the nose, in
+a run that reserves it channels) channels of their own, and what does it cost the samples?
 
 `evaluate` answers for an exported, catalogued and tuned model, which takes an hour. While a run trains, each kept
 checkpoint needs a cheaper answer, on tuning seeds only:
 
 - the swap: for pairs (T, R) of samples, the reserved channels (`part_swap`) of R's styles put into T's; how far
-  the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits. This is what the
-  part-swap loss trains, read on the EMA generator;
+  the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits (the nose's move,
+  share of visible pairs and leak in a column of their own). This is what the part-swap loss trains, read on the
+  EMA generator;
 - where those colours are decided: how far they move when every style past the 8 px block (w index 3 on, as the
   within-group loss's groups share below it) comes from R. Channels that only move with the coarse layers, where an
   eye is a fraction of a pixel, cannot be local; the swap can only be learnt once this is high;
@@ -37,7 +38,7 @@ from localedit.edit import to_uint8
 from localedit.evaluate import _batches, _features, procedural_reference, tuning_seeds
 from localedit.faces import PARTS
 from localedit.judge import Judge, frechet_distance
-from localedit.part_swap import swap_part, swap_parts
+from localedit.part_swap import SWAP_CHANNELS, swap_part, swap_parts
 from localedit.stylegan2 import Generator
 from localedit.transfer import Transfer, axis_slopes, colored, contrast, pair_figures, summarize, variety
 
@@ -49,7 +50,7 @@ FINE_FROM = 4  # style_layers[4:]: w index 3 on (to_rgbs.0, convs.2, ...), past 
 @dataclass(frozen=True)
 class Probe:
     swap: dict[str, Transfer]  # per swapped part (`part_swap.swap_parts`)
-    fine: dict[str, float]  # per swapped part: colour transfer with every style past 8 px swapped
+    fine: dict[str, float]  # eyes, mouth: colour transfer with every style past 8 px swapped
     fd: float
     brows: float  # the eyebrows' contrast against the skin, ΔE
     area: dict[str, float]  # mean pixels per part of AREA_PARTS
@@ -59,18 +60,19 @@ class Probe:
     # `examples` pairs whose part colours differ (`probe(examples=...)`), for `viz.triples_sheet`.
     examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'nose moved':>10} {'leak':>6} {'past 8px':>9} {'FD':>6} "
-              f"{'brows':>6} "
+    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'nose moved/vis/leak':>19} {'leak':>6} {'past 8px':>9} "
+              f"{'FD':>6} {'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}"
               + f" {'iris L/a/b':>17} {'lips L/a/b':>17}")
 
     def row(self) -> str:
-        leak = max(t.leak for t in self.swap.values())
+        leak = max(self.swap[p].leak for p in ("eyes", "mouth"))
         variety = f"{self.variety['eyes']:.2f}/{self.variety['mouth']:.2f}"
         fine = f"{self.fine['eyes']:.2f}/{self.fine['mouth']:.2f}"
-        # The nose, which only some runs swap: its colour moved and the share of pairs where that shows.
-        nose = f"{self.swap['nose'].color:.2f}/{self.swap['nose'].visible:.0%}" if "nose" in self.swap else "—"
-        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {nose:>10} {leak:6.3f} {fine:>9} "
+        # The nose, which only some runs swap: its colour moved, the share of pairs where that shows, its leak.
+        nose = self.swap.get("nose")
+        nose = f"{nose.color:.2f}/{nose.visible:.0%}/{nose.leak:.3f}" if nose is not None else "—"
+        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {nose:>19} {leak:6.3f} {fine:>9} "
                 f"{self.fd:6.2f} {self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
                 + f" {variety:>11} " + " ".join(f"{'/'.join(f'{x:.2f}' for x in self.axes[p]):>17}"
                                                   for p in ("eyes", "mouth")))
@@ -126,7 +128,8 @@ def probe(g: Generator, judge: Judge, channels: dict, pairs: int = 48, samples: 
     for part in swap_parts(channels):
         swap[part], axes[part], shown[part] = moved(
             part, swap_part(targets, references, part, g.config.size, channels.get(part)))
-        fine[part] = moved(part, {k: references[k] if k in fine_layers else v for k, v in targets.items()})[0].color
+        if part in SWAP_CHANNELS:  # the nose, which the row does not show this for, costs no extra renders
+            fine[part] = moved(part, {k: references[k] if k in fine_layers else v for k, v in targets.items()})[0].color
     sample = slice(0, samples)
     faces = procedural[0] if procedural is not None else procedural_reference(samples)[0]
     fd = frechet_distance(_features(judge, faces, batch), _features(judge, images[sample], batch))

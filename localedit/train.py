@@ -50,7 +50,7 @@ from localedit.part_stats import (
     part_dims,
     soft_masks,
 )
-from localedit.part_swap import swap_loss, swap_part, swap_parts
+from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part, swap_parts
 from localedit.stylegan2 import Generator, GeneratorConfig, from_known_keys, seed_to_z
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
@@ -133,7 +133,8 @@ class TrainConfig:
             raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
         n_parts = len(self.swap_parts)  # also checks swap_channels' parts
         if self.part_swap and (self.swap_pairs < n_parts or self.swap_pairs % n_parts):
-            raise ValueError(f"swap_pairs must be a multiple of the {n_parts} swapped parts, got {self.swap_pairs}")
+            raise ValueError(f"swap_pairs (--swap-pairs) must be a multiple of the {n_parts} swapped parts, got "
+                             f"{self.swap_pairs}")
         for layer in {layer for layers in self.swap_channels.values() for layer in layers}:
             held = [c for layers in self.swap_channels.values() for c in layers.get(layer, ())]
             if len(held) != len(set(held)):
@@ -394,11 +395,14 @@ class Trainer:
             loss_g = loss_g + cfg.part_area * area
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
-            stats.update(swap_colour=colour.mean().item(), swap_locality=locality.mean().item(),
+            # swap_colour and swap_locality are the eyes' and the mouth's, as in every run; each part has its own.
+            stats.update(swap_colour=colour[:2].mean().item(), swap_locality=locality[:2].mean().item(),
                          **{f"swap_{part}": c.item() for part, c in zip(cfg.swap_parts, colour, strict=True)})
             weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in cfg.swap_parts])
-            # The swapped images must look real too; they are half as many as the plain batch, so half the weight.
-            loss_g = loss_g + 0.5 * gan + cfg.part_swap * (weights * (colour + locality)).mean()
+            # Each part pulls as hard as in a run of the two default parts: one that joins adds its pull and dilutes
+            # none. The swapped images must look real too, at half the weight of the plain batch.
+            pull = (weights * (colour + locality)).sum() / len(SWAP_CHANNELS)
+            loss_g = loss_g + 0.5 * gan + cfg.part_swap * pull
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -161,6 +161,9 @@ def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared()
     assert more == {"eyes": {"a": [0], "b": [4]}, "mouth": {"a": [2, 1], "b": [0, 1]}}
     with pytest.raises(ValueError, match="at least 1"):
         reserve_channels(rows, ["a"], per_part={"mouth": 2})
+    # The nose, served after them, leaves the eyes' and the mouth's channels as they were.
+    nose = reserve_channels({**rows, "nose": rows["eyes"]}, ["a", "b"], per_part={"eyes": 1, "mouth": 2, "nose": 1})
+    assert {p: nose[p] for p in ("eyes", "mouth")} == more and nose["nose"] == {"a": [3], "b": [3]}
 
 
 def test_swap_per_part_names_one_count_or_one_per_part():
@@ -193,7 +196,8 @@ def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path)
     more = {"eyes": {"convs.5": [1]}, "mouth": {"convs.5": [3, 4]}}
     branch = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": more})
     assert branch.config.swap_channels == more
-    for other in ({"eyes": {"convs.5": [2]}, "mouth": {"convs.5": [3, 4]}}, {"eyes": {"convs.5": [1]}}):
+    for other in ({"eyes": {"convs.5": [2]}, "mouth": {"convs.5": [3, 4]}},
+                  {"eyes": {"convs.5": [1]}, "mouth": {"convs.5": [4, 5]}}):
         with pytest.raises(ValueError, match="keeps the checkpoint's"):
             Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_channels": other})
     # A part may join (the nose), its pairs then shared three ways; the log names each part's miss.
@@ -204,8 +208,9 @@ def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path)
                           changes={"swap_channels": nose, "swap_pairs": 3, "swap_weights": {"nose": 2}})
     assert branch.config.swap_parts == ("eyes", "mouth", "nose")
     assert {"swap_eyes", "swap_mouth", "swap_nose"} <= set(branch.train_step())
-    with pytest.raises(ValueError, match="parts of"):
-        replace(config, swap_channels={**chosen, "hair": {"convs.5": [6]}})
+    for other in ({**chosen, "hair": {"convs.5": [6]}}, {"nose": {"convs.5": [6]}}):
+        with pytest.raises(ValueError, match="eyes and the mouth"):
+            replace(config, swap_channels=other)
     Trainer(replace(config, swap_channels={}), faces, labels=labels).save(tmp_path / "default.pt")
     with pytest.raises(ValueError, match="default reserved channels"):
         Trainer.load(tmp_path / "default.pt", faces, labels=labels, changes={"swap_channels": more})
