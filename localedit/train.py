@@ -395,13 +395,15 @@ class Trainer:
             loss_g = loss_g + cfg.part_area * area
         if cfg.part_swap:
             gan, colour, locality = self._part_swap_losses()
-            # swap_colour and swap_locality are the eyes' and the mouth's, as in every run; each part has its own.
-            stats.update(swap_colour=colour[:2].mean().item(), swap_locality=locality[:2].mean().item(),
+            # swap_colour and swap_locality are the default parts' (first in swap_parts), as in every run; each
+            # part also has its own.
+            shared = len(SWAP_CHANNELS)
+            stats.update(swap_colour=colour[:shared].mean().item(), swap_locality=locality[:shared].mean().item(),
                          **{f"swap_{part}": c.item() for part, c in zip(cfg.swap_parts, colour, strict=True)})
             weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in cfg.swap_parts])
             # Each part pulls as hard as in a run of the two default parts: one that joins adds its pull and dilutes
             # none. The swapped images must look real too, at half the weight of the plain batch.
-            pull = (weights * (colour + locality)).sum() / len(SWAP_CHANNELS)
+            pull = (weights * (colour + locality)).sum() / shared
             loss_g = loss_g + 0.5 * gan + cfg.part_swap * pull
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
