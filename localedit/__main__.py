@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
-                   "must carry the eyes' and lips' colours (and the nose's, when it has channels) and nothing else "
+                   "must carry the eyes' and lips' colours (and the nose's or skin's, when they have channels) and nothing else "
                    "(see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-pairs", type=int, help="pairs of samples per step for the part-swap loss, shared "
                    "equally among the swapped parts (default 16)")
@@ -265,11 +265,12 @@ def main(argv: list[str] | None = None) -> None:
                    "the part-swap loss (one it swaps; default 1), its colour and locality terms alike: a lagging "
                    "part pulled harder against the GAN loss and the other parts, as local as before")
     p.add_argument("--swap-from-init", action="store_true", help="the part-swap loss reserves the channels the "
-                   "--init model's catalog ranks highest for the eyes and the mouth, and the nose with "
-                   "--swap-per-part nose=N (default: channels 0–5 for the eyes and the mouth)")
+                   "--init model's catalog ranks highest for the eyes and the mouth, and the nose or skin with "
+                   "--swap-per-part nose=N or skin=N (default: channels 0–5 for the eyes and the mouth); a branch "
+                   "keeps its checkpoint's and takes the added ones from that catalog as it is now")
     p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "
-                   "--swap-from-init: channels reserved per part in each layer (default 3), or for one part (nose=N "
-                   "adds the nose to the eyes and the mouth); the 64 "
+                   "--swap-from-init: channels reserved per part in each layer (default 3), or for one part (nose=N or "
+                   "skin=N adds that part to the eyes and the mouth); the 64 "
                    "px layers have only 32, and what the parts take the rest cannot draw. A branch may add channels "
                    "to its checkpoint's")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")

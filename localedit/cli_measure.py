@@ -205,8 +205,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.branch_from} did not reserve its channels from an --init model's catalog, so "
                              "its branches cannot add any: drop --swap-from-init")
         had = {part: len(next(iter(layers.values()))) for part, layers in made["swap_channels"].items()}
-        overrides["swap_channels"] = _reserved_channels(made["init"], made["size"],
-                                                        _per_part(args.swap_per_part, had) or had)
+        overrides["swap_channels"] = _added_channels(made["init"], made["size"], made["swap_channels"],
+                                                     _per_part(args.swap_per_part, had) or had)
     elif args.swap_from_init:
         overrides["swap_channels"] = _reserved_channels(args.init, args.size or 64, _per_part(args.swap_per_part))
     elif args.swap_per_part:
@@ -241,7 +241,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     for path in args.paths:
         if Path(path).is_dir():
             model = load_model(path)
-            # The eyes and the mouth always (an unlabelled one is an error), the nose where the catalog names it.
+            # The eyes and the mouth always (an unlabelled one is an error), the nose and skin where it names them.
             labelled = [part for part in SWAP_PARTS if part in SWAP_CHANNELS
                         or (model.catalog is not None and part in model.catalog.parts)]
             g, channels = model.generator, _catalog_reserved(model.catalog, path, model.config.size,
@@ -258,9 +258,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 def _per_part(values: list[str], had: dict[str, int] | None = None) -> int | dict[str, int] | None:
     """--swap-per-part's values: N for every part, PART=N for one. The parts are those `had` (a branch's
-    checkpoint: {part: count}) reserves, else part_swap's defaults, and any part named (the nose, which no default
-    reserves, joins only when named); a part not named keeps N, else the count it had, else PER_PART. None when no
-    value is given."""
+    checkpoint: {part: count}) reserves, else part_swap's defaults, and any part named (the nose or the skin, which
+    no default reserves, joins only when named); a part not named keeps N, else the count it had, else PER_PART.
+    None when no value is given."""
     from localedit.part_swap import PER_PART, SWAP_CHANNELS, SWAP_PARTS
 
     if not values:
@@ -292,19 +292,37 @@ def _reserved_channels(init: str | None, size: int, per_part: int | dict[str, in
     return _catalog_reserved(load_model(init).catalog, init, size, per_part)
 
 
+def _added_channels(init: str, size: int, reserved: dict, counts: dict[str, int]) -> dict:
+    """A branch's reserved channels: its checkpoint's `reserved` kept, and each part of `counts` filled up to its
+    count from the channels `init`'s catalog, as it is now, ranks highest (`part_swap.extend_reserved`)."""
+    from localedit.hub import load_model
+    from localedit.part_swap import extend_reserved, swap_layers
+
+    catalog = load_model(init).catalog
+    rows = _catalog_rows(catalog, init, [part for part in counts if part not in reserved],
+                         [part for part in counts if part in reserved])
+    return extend_reserved(reserved, rows, swap_layers(catalog.style_layers, size), counts)
+
+
 def _catalog_reserved(catalog, where: str, size: int, per_part: int | dict[str, int] | None = None) -> dict:
     """`_reserved_channels` of an already loaded catalog (None when the model has none), named `where` in errors."""
     from localedit.part_swap import SWAP_CHANNELS, reserve_channels, swap_layers, swap_parts
 
+    parts = swap_parts(per_part) if isinstance(per_part, dict) else tuple(SWAP_CHANNELS)
+    rows = _catalog_rows(catalog, where, parts)
+    layers = swap_layers(catalog.style_layers, size)
+    return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
+
+
+def _catalog_rows(catalog, where: str, parts, optional=()) -> dict:
+    """The catalog's M rows ({part: {layer: [C]}}) of `parts`, each of which it must name, and of those `optional`
+    parts it names; `where` names the model in errors."""
     if catalog is None:
         raise ValueError(f"{where} has no catalog: build one first (`catalog`)")
-    parts = swap_parts(per_part) if isinstance(per_part, dict) else tuple(SWAP_CHANNELS)
     missing = [part for part in parts if part not in catalog.parts]
     if missing:
         raise ValueError(f"{where}'s catalog names no {missing}: label them first (`label`)")
-    rows = {part: catalog.part_rows(part) for part in parts}
-    layers = swap_layers(catalog.style_layers, size)
-    return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
+    return {part: catalog.part_rows(part) for part in (*parts, *optional) if part in catalog.parts}
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> None:

@@ -34,8 +34,12 @@ from localedit.transfer import MIN_GAP, part_mask
 PER_PART = 3  # reserved channels per part and layer unless told otherwise: one per colour dimension
 SWAP_CHANNELS = {"eyes": (0, 1, 2), "mouth": (3, 4, 5)}  # the defaults, PER_PART each
 # The parts that may have channels reserved, in the order `reserve_channels` serves them: the default ones first,
-# so a run that adds the nose keeps the eyes' and the mouth's channels.
-SWAP_PARTS = ("eyes", "mouth", "nose")
+# so a run that adds the nose or the skin keeps the eyes' and the mouth's channels.
+SWAP_PARTS = ("eyes", "mouth", "nose", "skin")
+# The pixels a part's swap may change, where that is more than the part: the nose and the ears take their colour
+# from the skin's in the training faces (`faces._palette` draws them as multiples of it), so a face given another
+# skin has them follow it. Every other part's region is itself.
+SWAP_REGIONS = {"skin": ("skin", "nose", "ears")}
 LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as no transfer at all
 
 
@@ -90,9 +94,35 @@ def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[
     return chosen
 
 
+def extend_reserved(reserved: Mapping[str, Mapping[str, Sequence[int]]], rows: Mapping[str, Mapping[str, Tensor]],
+                    layers: Iterable[str], counts: Mapping[str, int]) -> dict[str, dict[str, list[int]]]:
+    """A branch's reserved channels: `reserved` ({part: {layer: [c]}}, what its checkpoint trained) kept as they
+    are, each part of `counts` ({part: n}) filled up to n per layer with the channels of largest M in `rows` (a
+    catalog's, for every part that needs more) that no part holds yet, parts served in SWAP_PARTS' order. Unlike
+    `reserve_channels` on the catalog, this keeps every trained channel whichever catalog ranks the new ones."""
+    chosen = {part: {layer: list(cs) for layer, cs in layers_.items()} for part, layers_ in reserved.items()}
+    wanted = {part: counts.get(part, 0) for part in SWAP_PARTS if part in counts or part in chosen}
+    short = [part for part, n in wanted.items() if part not in rows
+             and any(len(chosen.get(part, {}).get(layer, ())) < n for layer in layers)]
+    if short:
+        raise ValueError(f"no catalog rows to reserve channels for {short} from")
+    for layer in layers:
+        taken = {c for part in chosen.values() for c in part.get(layer, ())}
+        for part, n in wanted.items():
+            have = chosen.setdefault(part, {}).setdefault(layer, [])
+            if len(have) >= n:
+                continue
+            order = [int(c) for c in torch.argsort(rows[part][layer], descending=True, stable=True)]
+            have.extend([c for c in order if c not in taken][:n - len(have)])
+            taken.update(have)
+    return chosen
+
+
 def outside(labels: Tensor, part: str, grow: int = 1) -> Tensor:
-    """bool [B, H, W]: the pixels farther than `grow` pixels from the part's label in labels [B, H, W]."""
-    inside = (labels == PARTS.index(part)).float()[:, None]
+    """bool [B, H, W]: the pixels farther than `grow` pixels from the part's region (SWAP_REGIONS; the part's own
+    label for most parts) in labels [B, H, W]."""
+    region = torch.tensor([PARTS.index(p) for p in SWAP_REGIONS.get(part, (part,))], device=labels.device)
+    inside = torch.isin(labels, region).float()[:, None]
     inside = F.max_pool2d(inside, 2 * grow + 1, stride=1, padding=grow)
     return inside[:, 0] == 0
 
@@ -112,7 +142,8 @@ def swap_loss(mixed: Tensor, target: Tensor, reference: Tensor, labels_t: Tensor
         the target's mask for mixed and target (the part stays where the target has it) and over the reference's
         own. Its value is one minus the colour transfer `evaluate` reports, for pairs whose gap is at least MIN_GAP;
         a closer pair counts in MIN_GAP units, so no pair escapes the loss by having its colours drift together.
-    locality: the root of the mean squared RGB change from the target outside the dilated part, × LOCALITY_SCALE.
+    locality: the root of the mean squared RGB change from the target outside the dilated part (its SWAP_REGIONS
+        region: for the skin, the skin, nose and ears), × LOCALITY_SCALE.
     The masks come from labels [B, H, W]; `reference` needs no gradient.
     """
     lab_m, lab_t, lab_r = srgb_to_lab(mixed), srgb_to_lab(target), srgb_to_lab(reference)

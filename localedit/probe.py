@@ -1,12 +1,12 @@
-"""A quick look at a training checkpoint: does the part-swap training give the eyes and the lips (and the nose, in
-a run that reserves it channels) channels of their own, and what does it cost the samples?
+"""A quick look at a training checkpoint: does the part-swap training give the eyes and the lips (and the nose or
+the skin, in a run that reserves them channels) channels of their own, and what does it cost the samples?
 
 `evaluate` answers for an exported, catalogued and tuned model, which takes an hour. While a run trains, each kept
 checkpoint needs a cheaper answer, on tuning seeds only:
 
 - the swap: for pairs (T, R) of samples, the reserved channels (`part_swap`) of R's styles put into T's; how far
-  the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits (the nose's move,
-  share of visible pairs and leak in a column of their own). This is what the part-swap loss trains, read on the
+  the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits (the nose's and
+  the skin's move, share of visible pairs and leak in columns of their own). This is what the part-swap loss trains, read on the
   EMA generator;
 - where those colours are decided: how far they move when every style past the 8 px block (w index 3 on, as the
   within-group loss's groups share below it) comes from R. Channels that only move with the coarse layers, where an
@@ -60,7 +60,9 @@ class Probe:
     # `examples` pairs whose part colours differ (`probe(examples=...)`), for `viz.triples_sheet`.
     examples: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    HEADER = (f"{'iris moved':>10} {'lips moved':>10} {'nose moved/vis/leak':>19} {'leak':>6} {'past 8px':>9} "
+    EXTRA = ("nose", "skin")  # the parts only some runs swap, each in a column of its own
+    HEADER = (f"{'iris moved':>10} {'lips moved':>10} "
+              + " ".join(f"{p + ' moved/vis/leak':>19}" for p in EXTRA) + f" {'leak':>6} {'past 8px':>9} "
               f"{'FD':>6} {'brows':>6} "
               + " ".join(f"{p[:6] + ' px':>9}" for p in AREA_PARTS) + f" {'variety':>11}"
               + f" {'iris L/a/b':>17} {'lips L/a/b':>17}")
@@ -69,10 +71,11 @@ class Probe:
         leak = max(self.swap[p].leak for p in ("eyes", "mouth"))
         variety = f"{self.variety['eyes']:.2f}/{self.variety['mouth']:.2f}"
         fine = f"{self.fine['eyes']:.2f}/{self.fine['mouth']:.2f}"
-        # The nose, which only some runs swap: its colour moved, the share of pairs where that shows, its leak.
-        nose = self.swap.get("nose")
-        nose = f"{nose.color:.2f}/{nose.visible:.0%}/{nose.leak:.3f}" if nose is not None else "—"
-        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {nose:>19} {leak:6.3f} {fine:>9} "
+        # The parts only some runs swap: the colour moved, the share of pairs where that shows, the leak.
+        cells = (f"{t.color:.2f}/{t.visible:.0%}/{t.leak:.3f}" if t is not None else "—"
+                 for t in (self.swap.get(p) for p in self.EXTRA))
+        extra = " ".join(f"{cell:>19}" for cell in cells)
+        return (f"{self.swap['eyes'].color:10.2f} {self.swap['mouth'].color:10.2f} {extra} {leak:6.3f} {fine:>9} "
                 f"{self.fd:6.2f} {self.brows:6.1f} " + " ".join(f"{self.area[p]:9.1f}" for p in AREA_PARTS)
                 + f" {variety:>11} " + " ".join(f"{'/'.join(f'{x:.2f}' for x in self.axes[p]):>17}"
                                                   for p in ("eyes", "mouth")))

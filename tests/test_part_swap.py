@@ -38,6 +38,18 @@ def test_outside_is_the_part_grown_by_a_pixel():
     assert outside(labels, "eyes").all()
 
 
+def test_the_skins_region_takes_in_the_nose_and_ears_that_follow_its_colour():
+    labels = torch.full((1, 8, 8), PARTS.index("background"))
+    labels[0, 2:6, 2:6] = PARTS.index("skin")
+    labels[0, 3, 3] = PARTS.index("nose")
+    labels[0, 3, 0] = PARTS.index("ears")
+    labels[0, 7, 7] = PARTS.index("hair")
+    away = outside(labels, "skin", grow=0)
+    assert not away[0, 2:6, 2:6].any() and not away[0, 3, 0]  # skin, nose and ears are the skin's to change
+    assert away[0, 7, 7] and away[0, 0, 7] and int(away.sum()) == 64 - 17
+    assert int((~outside(labels, "nose", grow=0)).sum()) == 1  # the nose's region is the nose alone
+
+
 def _face(iris: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """A skin-coloured 16 px image with a 3×3 iris of colour `iris` (RGB in [-1, 1]) and its labels."""
     image = torch.tensor([0.6, 0.2, -0.1])[:, None, None].repeat(1, 16, 16)
@@ -166,6 +178,24 @@ def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared()
     assert {p: nose[p] for p in ("eyes", "mouth")} == more and nose["nose"] == {"a": [3], "b": [3]}
 
 
+def test_a_branch_extends_its_reserved_channels_and_keeps_them_whatever_the_catalog_ranks():
+    from localedit.part_swap import extend_reserved
+
+    trained = {"eyes": {"a": [4], "b": [0]}, "mouth": {"a": [1, 3], "b": [2, 1]}}
+    rows = {"eyes": {"a": torch.tensor([0.9, 0.1, 0.8, 0.7, 0.0]), "b": torch.tensor([0.0, 0.2, 0.1, 0.3, 0.4])},
+            "skin": {"a": torch.tensor([0.5, 0.6, 0.9, 0.0, 0.1]), "b": torch.tensor([0.4, 0.3, 0.2, 0.1, 0.0])}}
+    counts = {"eyes": 1, "mouth": 2, "skin": 2}
+    # The catalog ranks channel 0 first for the eyes at "a", but the eyes keep the 4 they trained; the skin takes
+    # its best channels that nobody holds.
+    assert extend_reserved(trained, rows, ["a", "b"], counts) == {
+        "eyes": {"a": [4], "b": [0]}, "mouth": {"a": [1, 3], "b": [2, 1]}, "skin": {"a": [2, 0], "b": [3, 4]}}
+    # A raised count adds to what a part had, in order of its rows.
+    assert extend_reserved(trained, rows, ["a", "b"], {"eyes": 2, "mouth": 2})["eyes"] == {"a": [4, 0], "b": [0, 4]}
+    assert extend_reserved(trained, rows, ["a", "b"], {"eyes": 1, "mouth": 2}) == trained
+    with pytest.raises(ValueError, match="no catalog rows"):
+        extend_reserved(trained, rows, ["a", "b"], {"eyes": 1, "mouth": 3})
+
+
 def test_swap_per_part_names_one_count_or_one_per_part():
     from localedit.cli_measure import _per_part
     from localedit.part_swap import PER_PART
@@ -241,3 +271,17 @@ def test_a_branch_adds_channels_only_to_a_run_that_reserved_them_from_its_init_m
         main(["train", "--run-dir", str(tmp_path / "branch"), "--branch-from", str(tmp_path / "run" / "latest.pt"),
               "--swap-from-init", "--swap-per-part", "mouth=2"])
     assert not (tmp_path / "branch").exists()
+
+
+def test_a_branch_adds_the_skin_from_its_init_catalog_and_keeps_the_channels_it_trained():
+    from localedit.cli_measure import _added_channels
+
+    layers = ["convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3"]
+    trained = {"eyes": dict.fromkeys(layers, [30]), "mouth": {layer: [0, 31] for layer in layers}}
+    chosen = _added_channels("assets/faces64", 64, trained, {"eyes": 1, "mouth": 2, "skin": 3})
+    assert {p: chosen[p] for p in ("eyes", "mouth")} == trained and set(chosen["skin"]) == set(layers)
+    for layer in layers:
+        held = [c for part in chosen.values() for c in part[layer]]
+        assert len(chosen["skin"][layer]) == 3 and len(set(held)) == len(held) == 6
+    with pytest.raises(ValueError, match="names no \\['ears'\\]"):
+        _added_channels("assets/faces64", 64, trained, {"eyes": 1, "mouth": 2, "ears": 1})

@@ -25,11 +25,11 @@ def _all_channels(g, parts, take: bool) -> dict:
 
 def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_none_does(faces64):
     judge = load_judge()
-    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth", "nose"), True), pairs=6, samples=8,
+    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth", "nose", "skin"), True), pairs=6, samples=8,
                        examples=2)
     nothing = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), False), pairs=6, samples=8)
-    assert set(everything.swap) == {"eyes", "mouth", "nose"} and set(nothing.swap) == {"eyes", "mouth"}
-    for part in ("eyes", "mouth", "nose"):
+    assert set(everything.swap) == {"eyes", "mouth", "nose", "skin"} and set(nothing.swap) == {"eyes", "mouth"}
+    for part in ("eyes", "mouth", "nose", "skin"):
         assert everything.swap[part].color == pytest.approx(1.0, abs=1e-4)
         if part in nothing.swap:
             assert nothing.swap[part].color == pytest.approx(0.0, abs=1e-4)
@@ -44,7 +44,8 @@ def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_non
     assert everything.fd == nothing.fd and everything.area == nothing.area and everything.brows == nothing.brows
     assert everything.area["mouth"] > 10 and everything.fd > 0
     assert len(everything.row()) == len(nothing.row()) == len(Probe.HEADER)  # the columns line up
-    assert everything.row().split()[2].startswith("1.00/100%/") and nothing.row().split()[2] == "—"  # the nose
+    for column in (2, 3):  # the nose's and the skin's
+        assert everything.row().split()[column].startswith("1.00/100%/") and nothing.row().split()[column] == "—"
 
 
 def test_a_checkpoint_gives_its_ema_generator_and_reserved_channels(tmp_path):
@@ -71,7 +72,7 @@ def test_the_command_probes_a_checkpoint_and_a_folder(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert "iris moved" in lines[0] and len(lines) == 3
     assert lines[1].startswith(str(tmp_path)) and lines[2].startswith("assets/faces64")
-    # The tiny run reserves no nose; the folder's catalog names one, so its stand-in channels are probed too.
-    assert lines[1].split()[3] == "—" and lines[2].split()[3] != "—"
+    # The tiny run reserves no nose or skin; the folder's catalog names them, so their stand-ins are probed too.
+    assert lines[1].split()[3:5] == ["—", "—"] and "—" not in lines[2].split()[3:5]
     assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == ["assets-faces64-swap.png", "run-latest-swap.png"]
 
