@@ -218,13 +218,13 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                     edit_asked = gr.Number(0, visible="hidden", elem_id="edit-asked")
                     edit_shown = gr.State(FIRST_VIEW[5])
                 with gr.Column(scale=5, elem_id="outputs"):
-                    with gr.Row():
+                    with gr.Row(elem_classes="pairs"):
                         # The default edit is on the page from the first paint; a link's own edit replaces it.
                         edited_out = picture("Edited", 400, "edited", FIRST_VIEW[0])
                         slider_out = gr.ImageSlider(FIRST_VIEW[1], label="Target ↔ edited", format="png",
                                                     interactive=False, height=400, elem_id="slider",
                                                     elem_classes="pixelated", buttons=[])
-                    with gr.Row():
+                    with gr.Row(elem_classes="pairs"):
                         reference_out = picture("Reference", 260, "reference-out", FIRST_VIEW[2])
                         diff_out = picture("Difference", 260, "diff", FIRST_VIEW[3])
                     stats_out = gr.Markdown(FIRST_VIEW[4], label="Stats", elem_id="stats")
@@ -268,7 +268,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                     rows_box = gr.Textbox(label="Rows", visible="hidden")  # the API's rows: "hair=7 eyes=12:30"
                     example_box = gr.Textbox(label="Example", visible="hidden")  # an example's link
                 with gr.Column(scale=5, elem_id="composite-outputs"):
-                    with gr.Row():
+                    with gr.Row(elem_classes="pairs"):
                         c_edited_out = picture("Composite", 400, "composite-edited", COMPOSITE_FIRST_VIEW[0])
                         c_slider_out = gr.ImageSlider(COMPOSITE_FIRST_VIEW[1], label="Target ↔ composite",
                                                       format="png", interactive=False, height=400,

@@ -225,10 +225,14 @@ CSS = """
 #composite-stats th, #composite-stats td { white-space: nowrap; }
 .upload img { width: 100%; height: 100%; object-fit: contain; }  /* a small picture fills its box too */
 .fidelity { font-size: 0.85em; align-self: center; }
-/* On a phone the columns stack: the result comes first, the controls under it. Each pane is then as tall as it is
-   wide, like its square image, so no blank strip is left under the picture (or under the slider's divider). */
+/* On a phone the columns stack: the result comes first, the controls under it. The pictures stay two abreast, so
+   the controls start a screen down, not four, and a changed control's edit can be seen without scrolling far back
+   up. Each pane is as tall as it is wide, like its square image, so no blank strip is left under the picture (or
+   under the slider's divider). */
 @media (max-width: 768px) {
   #outputs, #composite-outputs { order: -1; }
+  .pairs { flex-wrap: nowrap !important; }
+  .pairs > * { min-width: 0 !important; flex: 1 1 0 !important; }
   #edited, #slider, #reference-out, #diff, #composite-edited, #composite-slider, #composite-diff {
     height: auto !important; aspect-ratio: 1 / 1; }
   #composite-stats th, #composite-stats td { padding: 4px 6px; }  /* the table fits the screen */

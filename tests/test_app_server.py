@@ -443,6 +443,10 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             edited_top = small.locator("#edited").bounding_box()["y"]
             assert edited_top < small.locator("#controls").bounding_box()["y"]  # on a phone the result comes first
             assert edited_top < 844  # on the first screen
+            # The four pictures two abreast, all on the first screen, so the controls start about a screen down.
+            panes = [small.locator(f"#{pane}").bounding_box() for pane in ("edited", "slider", "reference-out", "diff")]
+            assert panes[0]["y"] == panes[1]["y"] and panes[2]["y"] == panes[3]["y"] > panes[0]["y"]
+            assert max(pane["y"] + pane["height"] for pane in panes) < 844
             assert small.evaluate("document.documentElement.scrollWidth") <= 390
             thumb, number = small.locator("#target-thumb").bounding_box(), small.locator("#target").bounding_box()
             assert abs(thumb["y"] - number["y"]) < 40  # the thumbnail sits beside its seed, not on a row of its own
