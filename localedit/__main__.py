@@ -257,8 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shared-below", type=int, help="the within-group loss's groups share w below this layer "
                    "(default 3)")
     p.add_argument("--part-swap", type=float, help="weight of the part-swap loss: reserved fine-layer channels "
-                   "must carry the eyes' and lips' colours (and the nose's or skin's, when they have channels) and nothing else "
-                   "(see part_swap.py); 0 leaves it out")
+                   "must carry the eyes' and lips' colours (and the nose's or skin's, when they have channels) and "
+                   "nothing else (see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-pairs", type=int, help="pairs of samples per step for the part-swap loss, shared "
                    "equally among the swapped parts (default 16)")
     p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "

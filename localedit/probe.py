@@ -6,8 +6,8 @@ checkpoint needs a cheaper answer, on tuning seeds only:
 
 - the swap: for pairs (T, R) of samples, the reserved channels (`part_swap`) of R's styles put into T's; how far
   the iris's and the lips' colour moves towards R's, and the leak, as `transfer` measures edits (the nose's and
-  the skin's move, share of visible pairs and leak in columns of their own). This is what the part-swap loss trains, read on the
-  EMA generator;
+  the skin's move, share of visible pairs and leak in columns of their own). This is what the part-swap loss
+  trains, read on the EMA generator;
 - where those colours are decided: how far they move when every style past the 8 px block (w index 3 on, as the
   within-group loss's groups share below it) comes from R. Channels that only move with the coarse layers, where an
   eye is a fraction of a pixel, cannot be local; the swap can only be learnt once this is high;

@@ -25,8 +25,8 @@ def _all_channels(g, parts, take: bool) -> dict:
 
 def test_the_swap_reads_full_transfer_when_every_channel_moves_and_none_when_none_does(faces64):
     judge = load_judge()
-    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth", "nose", "skin"), True), pairs=6, samples=8,
-                       examples=2)
+    everything = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth", "nose", "skin"), True), pairs=6,
+                       samples=8, examples=2)
     nothing = probe(faces64, judge, _all_channels(faces64, ("eyes", "mouth"), False), pairs=6, samples=8)
     assert set(everything.swap) == {"eyes", "mouth", "nose", "skin"} and set(nothing.swap) == {"eyes", "mouth"}
     for part in ("eyes", "mouth", "nose", "skin"):
