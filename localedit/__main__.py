@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", help="a checkpoint to start from (default: RUN_DIR/latest.pt when it exists)")
     p.add_argument("--branch-from", metavar="CHECKPOINT", help="a new run that continues this training checkpoint's "
                    "whole state (G, D, EMA, optimisers, step) with other loss settings: --color-stats, "
-                   "--within-group, --part-swap, --swap-pairs, --swap-weight, --swap-from-init with more "
+                   "--within-group, --part-swap, --swap-pairs, --swap-weight, --swap-gan, --swap-from-init with more "
                    "--swap-per-part, "
                    "--stat-parts, --part-area, --lr; the same command resumes it")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
@@ -261,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
                    "nothing else (see part_swap.py); 0 leaves it out")
     p.add_argument("--swap-pairs", type=int, help="pairs of samples per step for the part-swap loss, shared "
                    "equally among the swapped parts (default 16)")
+    p.add_argument("--swap-gan", type=float, help="the weight of G's GAN loss on the part-swap loss's swapped "
+                   "images, which must look real too (default 0.5; the plain batch's is 1)")
     p.add_argument("--swap-weight", action="append", default=[], metavar="PART=W", help="a part's weight within "
                    "the part-swap loss (one it swaps; default 1), its colour and locality terms alike: a lagging "
                    "part pulled harder against the GAN loss and the other parts, as local as before")

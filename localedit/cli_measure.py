@@ -189,7 +189,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     # Only the flags given override TrainConfig's defaults, so a bare resume keeps the checkpoint's config.
     overrides = {k: getattr(args, k) for k in ("size", "style_dim", "n_mlp", "batch", "mixing", "n_faces", "seed",
                                                "color_stats", "within_group", "shared_below", "init", "init_d",
-                                               "d_warmup", "part_swap", "swap_pairs", "part_area", "lr")
+                                               "d_warmup", "part_swap", "swap_pairs", "swap_gan", "part_area",
+                                               "lr")
                  if getattr(args, k) is not None}
     if args.channels:
         overrides["channels"] = tuple(int(c) for c in args.channels.split(","))

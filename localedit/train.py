@@ -106,6 +106,8 @@ class TrainConfig:
     # Each part's weight within the part-swap loss, {part: w} (a part not named weighs 1): a part whose swap lags
     # the other's can be pulled harder without pulling the other harder too.
     swap_weights: dict = field(default_factory=dict)
+    # The weight of G's GAN loss on the part-swap loss's swapped images (the plain batch's is 1): they must look real.
+    swap_gan: float = 0.5
     # The part-area loss (`part_stats.AreaLoss`): its weight (0: off). Each part's share of a generated image, by
     # the judge's soft masks, must keep the training faces' mean and spread, so no part loss can shrink a part away.
     part_area: float = 0.0
@@ -129,8 +131,8 @@ class TrainConfig:
             raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
         if self.n_faces < self.batch:
             raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if min(self.color_stats, self.within_group, self.part_swap, self.part_area, self.d_warmup) < 0:
-            raise ValueError("color_stats, within_group, part_swap, part_area and d_warmup must be ≥ 0")
+        if min(self.color_stats, self.within_group, self.part_swap, self.part_area, self.d_warmup, self.swap_gan) < 0:
+            raise ValueError("color_stats, within_group, part_swap, swap_gan, part_area and d_warmup must be ≥ 0")
         n_parts = len(self.swap_parts)  # also checks swap_channels' parts
         if self.part_swap and (self.swap_pairs < n_parts or self.swap_pairs % n_parts):
             raise ValueError(f"swap_pairs (--swap-pairs) must be a multiple of the {n_parts} swapped parts, got "
@@ -184,7 +186,7 @@ class TrainConfig:
 # optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
 # (`init`), whose fresh optimisers and EMA jolt a trained G.
 BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_pairs", "swap_weights", "swap_channels",
-                   "stat_parts", "part_area", "lr")
+                   "swap_gan", "stat_parts", "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -402,9 +404,9 @@ class Trainer:
                          **{f"swap_{part}": c.item() for part, c in zip(cfg.swap_parts, colour, strict=True)})
             weights = colour.new_tensor([cfg.swap_weights.get(part, 1.0) for part in cfg.swap_parts])
             # Each part pulls as hard as in a run of the two default parts: one that joins adds its pull and dilutes
-            # none. The swapped images must look real too, at half the weight of the plain batch.
+            # none. The swapped images must look real too, by default at half the weight of the plain batch.
             pull = (weights * (colour + locality)).sum() / shared
-            loss_g = loss_g + 0.5 * gan + cfg.part_swap * pull
+            loss_g = loss_g + cfg.swap_gan * gan + cfg.part_swap * pull
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -151,6 +151,13 @@ def test_each_part_weighs_its_own_swap_loss_and_a_branch_may_reweigh_them(tmp_pa
     heavier = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_weights": {"mouth": 3}})
     assert heavier.config.swap_weights == {"mouth": 3.0} and heavier.step == plain.step
     assert TrainConfig.from_dict(heavier.config.to_dict()) == heavier.config
+    # The swapped images' GAN term has a weight of its own, which a branch may change (0: only the pull).
+    pull_only, _ = stepped(replace(config, swap_gan=0.0))
+    assert any(not torch.allclose(v, pull_only.g.state_dict()[k]) for k, v in plain.g.state_dict().items())
+    branch = Trainer.load(tmp_path / "latest.pt", faces, labels=labels, changes={"swap_gan": 0.0})
+    assert branch.config.swap_gan == 0.0 and plain.config.swap_gan == 0.5
+    with pytest.raises(ValueError, match="swap_gan"):
+        replace(config, swap_gan=-1.0)
 
 
 def test_reserved_channels_from_a_catalog_are_each_parts_best_and_never_shared():
