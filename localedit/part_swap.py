@@ -84,24 +84,17 @@ def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[
     counts = dict.fromkeys(rows, per_part) if isinstance(per_part, int) else dict(per_part)
     if set(counts) != set(rows) or min(counts.values()) < 1:
         raise ValueError(f"per_part must be at least 1 for each of {list(rows)}, got {per_part}")
-    chosen: dict[str, dict[str, list[int]]] = {part: {} for part in rows}
-    for layer in layers:
-        taken: set[int] = set()
-        for part, row in rows.items():
-            order = [int(c) for c in torch.argsort(row[layer], descending=True, stable=True)]
-            chosen[part][layer] = [c for c in order if c not in taken][:counts[part]]
-            taken.update(chosen[part][layer])
-    return chosen
+    return extend_reserved({}, rows, layers, {part: counts[part] for part in rows})
 
 
 def extend_reserved(reserved: Mapping[str, Mapping[str, Sequence[int]]], rows: Mapping[str, Mapping[str, Tensor]],
                     layers: Iterable[str], counts: Mapping[str, int]) -> dict[str, dict[str, list[int]]]:
     """A branch's reserved channels: `reserved` ({part: {layer: [c]}}, what its checkpoint trained) kept as they
-    are, each part of `counts` ({part: n}) filled up to n per layer with the channels of largest M in `rows` (a
-    catalog's, for every part that needs more) that no part holds yet, parts served in SWAP_PARTS' order. Unlike
-    `reserve_channels` on the catalog, this keeps every trained channel whichever catalog ranks the new ones."""
+    are, each part of `counts` ({part: n}, served in that order) filled up to n per layer with the channels of
+    largest M in `rows` (a catalog's, for every part that needs more) that no part holds yet. Unlike reserving
+    afresh from the catalog, this keeps every trained channel whichever catalog ranks the new ones."""
     chosen = {part: {layer: list(cs) for layer, cs in layers_.items()} for part, layers_ in reserved.items()}
-    wanted = {part: counts.get(part, 0) for part in SWAP_PARTS if part in counts or part in chosen}
+    wanted = {**dict.fromkeys(chosen, 0), **counts}
     short = [part for part, n in wanted.items() if part not in rows
              and any(len(chosen.get(part, {}).get(layer, ())) < n for layer in layers)]
     if short:

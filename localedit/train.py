@@ -443,14 +443,16 @@ class Trainer:
             swapped = swap_part(target, reference, part, cfg.size, cfg.swap_channels.get(part))
             with self._autocast():
                 both = g.synthesize({k: torch.cat([target[k], swapped[k]]) for k in styles}, noise="const")
-                gan.append(F.softplus(-self.d(both[len(both) // 2:]).float()).mean())
+                if cfg.swap_gan:  # weighed 0, D need not see them at all
+                    gan.append(F.softplus(-self.d(both[len(both) // 2:]).float()).mean())
             own, mixed = both.float().clamp(-1, 1).chunk(2)
             with torch.no_grad():
                 labels_t = self.judge.labels(own)
             c, loc = swap_loss(mixed, own, refs[rows], labels_t, labels_r[rows], part)
             colour.append(c)
             locality.append(loc)
-        return torch.stack(gan).mean(), torch.stack(colour), torch.stack(locality)
+        gan = torch.stack(gan).mean() if gan else torch.zeros((), device=self.device)
+        return gan, torch.stack(colour), torch.stack(locality)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
