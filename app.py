@@ -161,6 +161,15 @@ def composite_row(i: int) -> dict:
     return dict(group=group, part=part_box, seed=seed, dice=dice, thumb=thumb, epsilon=epsilon, remove=remove)
 
 
+def composite_label(target: int, rows) -> str:
+    """An example composite's name, short enough for Gradio's 60-character example labels: the target, then each
+    reference seed with the parts taken from it ("300005: mouth, background ← 300000; eyes ← 300001")."""
+    by_reference: dict[int, list[str]] = {}
+    for part, reference, _ in rows:
+        by_reference.setdefault(reference, []).append(part)
+    return f"{target}: " + "; ".join(f"{', '.join(parts)} ← {ref}" for ref, parts in by_reference.items())
+
+
 def picture(label: str, height: int, elem_id: str, value: str | None = None) -> gr.Image:
     return gr.Image(value, label=label, format="png", interactive=False, height=height, elem_id=elem_id,
                     elem_classes="pixelated", buttons=["download"])
@@ -285,8 +294,7 @@ with gr.Blocks(title="localedit: local edits of StyleGAN2 images", delete_cache=
                                 elem_id="composite-caption")
             composite_examples = gr.Examples(
                 [[DEFAULT_COMPOSITE.query()]], inputs=example_box, label=f"Examples for {DEFAULT.model}",
-                example_labels=[" + ".join(f"{part} ← {reference}" for part, reference, _ in DEFAULT_COMPOSITE.rows)
-                                + f" on {DEFAULT_COMPOSITE.target}"])
+                example_labels=[composite_label(DEFAULT_COMPOSITE.target, DEFAULT_COMPOSITE.rows)])
 
         with gr.Tab("Build a catalog", id="build", elem_id="builder") as build_tab:
             builder_tab(build_tab, DEFAULT.model)

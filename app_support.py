@@ -236,6 +236,11 @@ CSS = """
   #edited, #slider, #reference-out, #diff, #composite-edited, #composite-slider, #composite-diff {
     height: auto !important; aspect-ratio: 1 / 1; }
   #composite-stats th, #composite-stats td { padding: 4px 6px; }  /* the table fits the screen */
+  /* The three tabs fit a phone's width, not two and a "more" menu; and a picture's label clears its icon buttons
+     (the slider's "Target ↔ edited" ran under its undo button): no icon before it, and smaller type. */
+  #modes .tab-container button { padding: 0 8px; }
+  .pairs [data-testid="block-label"] { font-size: 12px; }
+  .pairs [data-testid="block-label"] > span:first-child { display: none; }
 }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="pink")

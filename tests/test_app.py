@@ -755,3 +755,10 @@ def test_the_composite_example_is_a_link_to_the_default_composite(app):
     assert (model, single, target, truncation) == ("tiny", [gr.skip()] * 7, 4, 0.7)
     model, part = app.open_example(c.query(), HUB_REPO)[:2]  # from another model: the single edit starts over too
     assert (model, part.value) == ("tiny", "eyes")
+
+
+def test_the_composite_example_label_names_each_reference_once_and_fits_gradio(app):
+    rows = (("mouth", 300000, 14.0), ("background", 300000, 30.0), ("eyes", 300001, 6.1))
+    assert app.composite_label(300005, rows) == "300005: mouth, background ← 300000; eyes ← 300001"
+    assert app.composite_label(4, app.DEFAULT_COMPOSITE.rows) == "4: eyes, mouth ← 2"
+    assert len(app.composite_label(300005, rows)) <= 60  # Gradio cuts an example's label after 60 characters

@@ -448,6 +448,10 @@ def test_browser_share_link_slider_seed_and_screenshot(server, served, capsys):
             assert panes[0]["y"] == panes[1]["y"] and panes[2]["y"] == panes[3]["y"] > panes[0]["y"]
             assert max(pane["y"] + pane["height"] for pane in panes) < 844
             assert small.evaluate("document.documentElement.scrollWidth") <= 390
+            assert small.get_by_role("button", name="More tabs").count() == 0  # the three tabs fit the width
+            label = small.locator('#slider [data-testid="block-label"]').bounding_box()
+            undo = small.locator("#slider button[aria-label='Undo']").bounding_box()
+            assert label["x"] + label["width"] <= undo["x"]  # "Target ↔ edited" clears the slider's undo button
             thumb, number = small.locator("#target-thumb").bounding_box(), small.locator("#target").bounding_box()
             assert abs(thumb["y"] - number["y"]) < 40  # the thumbnail sits beside its seed, not on a row of its own
             example = small.get_by_role("button", name=re.compile(r"^\w+: \d+ → \d+$")).last
