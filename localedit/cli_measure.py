@@ -173,8 +173,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     import torch
 
-    from localedit.train import TrainConfig, train
+    from localedit.train_config import TrainConfig
     from localedit.train_export import export
+    from localedit.train_run import train
 
     torch.set_num_threads(args.threads)
     command = shlex.join(["python", "-m", "localedit", *sys.argv[1:]])

@@ -84,7 +84,7 @@ class Probe:
 def checkpoint_generator(path: str | Path) -> tuple[Generator, dict]:
     """A training checkpoint's EMA generator, as `train --export` would write it, in eval mode, and its reserved
     channels ({} for the defaults)."""
-    from localedit.train import TrainConfig
+    from localedit.train_config import TrainConfig
     from localedit.train_export import ema_generator
 
     state = torch.load(path, map_location="cpu", weights_only=True)

@@ -13,18 +13,16 @@ That saves a third of G's cost per step, which on a 2-core CPU is the budget tha
 channels_last activations and, where the hardware runs bf16 natively, bf16 autocast make a step cheaper; on a
 CPU without native bf16 the autocast is many times slower, so it is used only where it is native (`native_bf16`).
 torch.compile saved nothing measurable, so it is not used.
+
+This module is the trainer: its state, one step, and its checkpoints. What a run is lives in train_config.py,
+the run in its folder (resume, branch, grids, stop on a signal) in train_run.py, and the export to a model
+folder in train_export.py.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import shutil
-import signal
-import threading
-import time
-from collections import defaultdict, deque
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +30,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
-from localedit.bench import hardware
 from localedit.discriminator import Discriminator
-from localedit.faces import PARTS
 from localedit.hub import write_atomic
 from localedit.part_stats import (
-    STAT_PARTS,
     AreaLoss,
     StatsLoss,
     WithinGroupLoss,
@@ -50,143 +44,11 @@ from localedit.part_stats import (
     part_dims,
     soft_masks,
 )
-from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part, swap_parts
-from localedit.stylegan2 import Generator, GeneratorConfig, from_known_keys, seed_to_z
+from localedit.part_swap import SWAP_CHANNELS, swap_loss, swap_part
+from localedit.stylegan2 import Generator, seed_to_z
+from localedit.train_config import TrainConfig, branched
 
 GRID_SEEDS = range(64)  # the sample grid shows the seeds the app shows, so progress reads in the product's terms
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """What defines a training run; stored in every checkpoint, so a resumed run cannot drift from it."""
-
-    size: int = 64
-    channels: tuple[int, ...] = (128, 128, 64, 48, 32)  # G at 4, 8, ..., size; D mirrors it
-    style_dim: int = 256
-    n_mlp: int = 2
-    batch: int = 32
-    lr: float = 0.0025
-    r1_gamma: float | None = None  # None: 0.0002·size²/batch (stylegan2-ada's heuristic)
-    r1_every: int = 16
-    mixing: float = 0.9
-    ema_kimg: float | None = None  # None: batch·10/32
-    ema_rampup: float = 0.05
-    n_faces: int = 30_000  # distinct faces, rendered once; sampled with replacement
-    # Autocast convs and matmuls to bf16 where the hardware runs it natively (fp32 elsewhere); weights, optimiser
-    # state and losses stay fp32.
-    bf16: bool = True
-    seed: int = 0
-    # The part-colour statistics loss (`part_stats.py`): its weight beside G's GAN loss (0: off), and the judge
-    # whose labels give a generated face's part masks.
-    color_stats: float = 0.0
-    judge: str = "assets/judge"
-    # The parts whose mean colours the statistics losses read (`part_stats.part_colors`); the within-group loss
-    # needs the eyes and the mouth among them.
-    stat_parts: tuple[str, ...] = STAT_PARTS
-    # The within-group loss (`part_stats.WithinGroupLoss`): its weight (0: off), the groups of samples that share
-    # w below layer `shared_below` (the coarse layers), and the samples per group.
-    within_group: float = 0.0
-    shared_below: int = 3
-    groups: int = 4
-    group_size: int = 8
-    # A warm start: G (and its EMA) start from this model folder's generator, D from scratch; for the first
-    # `d_warmup` steps only D learns, so G is not pushed around by a D that knows nothing yet.
-    init: str = ""
-    d_warmup: int = 0
-    # D of a warm start from this training checkpoint (latest.pt or a kept step) instead of from scratch: a D that
-    # already knows the faces keeps G's realism from drifting while a new loss pulls on it. Its Adam moments start
-    # fresh.
-    init_d: str = ""
-    # The part-swap loss (`part_swap.py`): its weight (0: off) and the pairs of samples per G step, shared equally
-    # among the parts that swap (`swap_parts`: the eyes and the mouth unless swap_channels reserves others too).
-    part_swap: float = 0.0
-    swap_pairs: int = 16
-    # Its reserved channels, {part: {layer: [c, ...]}} (`part_swap.reserve_channels`); empty: part_swap's defaults.
-    swap_channels: dict = field(default_factory=dict)
-    # Each part's weight within the part-swap loss, {part: w} (a part not named weighs 1): a part whose swap lags
-    # the other's can be pulled harder without pulling the other harder too.
-    swap_weights: dict = field(default_factory=dict)
-    # The weight of G's GAN loss on the part-swap loss's swapped images (the plain batch's is 1): they must look real.
-    swap_gan: float = 0.5
-    # The part-area loss (`part_stats.AreaLoss`): its weight (0: off). Each part's share of a generated image, by
-    # the judge's soft masks, must keep the training faces' mean and spread, so no part loss can shrink a part away.
-    part_area: float = 0.0
-    # A branch (`train(branch=...)`): the checkpoint, and its step, whose whole state this run continued from with
-    # other loss weights; empty for a run that began here.
-    branched_from: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "stat_parts", tuple(str(p) for p in self.stat_parts))
-        object.__setattr__(self, "swap_channels", {part: {layer: [int(c) for c in cs] for layer, cs in layers.items()}
-                                                   for part, layers in self.swap_channels.items()})
-        # A weight of 1 is the default, so {"eyes": 1, "mouth": 4} and {"mouth": 4} are the same run.
-        object.__setattr__(self, "swap_weights", {str(p): float(w) for p, w in self.swap_weights.items()
-                                                  if float(w) != 1.0})
-        self.generator_config()  # validates size and the channel table
-        group = min(4, self.batch)
-        if self.batch % group:
-            raise ValueError(f"batch must be a multiple of the minibatch-stddev group 4, got {self.batch}")
-        if not 0.0 <= self.mixing <= 1.0:
-            raise ValueError(f"mixing is a probability in [0, 1], got {self.mixing}")
-        if self.n_faces < self.batch:
-            raise ValueError(f"n_faces ({self.n_faces}) must be at least one batch ({self.batch})")
-        if min(self.color_stats, self.within_group, self.part_swap, self.part_area, self.d_warmup, self.swap_gan) < 0:
-            raise ValueError("color_stats, within_group, part_swap, swap_gan, part_area and d_warmup must be ≥ 0")
-        n_parts = len(self.swap_parts)  # also checks swap_channels' parts
-        if self.part_swap and (self.swap_pairs < n_parts or self.swap_pairs % n_parts):
-            raise ValueError(f"swap_pairs (--swap-pairs) must be a multiple of the {n_parts} swapped parts, got "
-                             f"{self.swap_pairs}")
-        for layer in {layer for layers in self.swap_channels.values() for layer in layers}:
-            held = [c for layers in self.swap_channels.values() for c in layers.get(layer, ())]
-            if len(held) != len(set(held)):
-                raise ValueError(f"swap_channels gives two parts the same channel at {layer}: {self.swap_channels}")
-        unknown = sorted(set(self.swap_weights) - set(self.swap_parts))
-        if unknown or any(not (math.isfinite(w) and w >= 0) for w in self.swap_weights.values()):
-            raise ValueError(f"swap_weights gives parts of {list(self.swap_parts)} finite weights ≥ 0; got "
-                             f"{self.swap_weights}")
-        unknown = [p for p in self.stat_parts if p not in PARTS]
-        if unknown or len(set(self.stat_parts)) != len(self.stat_parts) or "skin" not in self.stat_parts:
-            raise ValueError(f"stat_parts must be distinct parts of {PARTS}, the skin among them; got "
-                             f"{list(self.stat_parts)}")
-        if self.within_group and not {"eyes", "mouth"} <= set(self.stat_parts):
-            raise ValueError("the within-group loss reads the eyes' and the mouth's colours: keep them in stat_parts")
-        if self.init_d and not self.init:
-            raise ValueError("init_d carries D into a warm start, so it needs init (G's model folder)")
-        if self.within_group and not (1 <= self.shared_below < 2 * len(self.channels) and self.groups >= 1
-                                      and self.group_size >= 2):
-            raise ValueError("shared_below must be a layer index ≥ 1, with ≥ 1 group of ≥ 2 samples")
-
-    @property
-    def swap_parts(self) -> tuple[str, ...]:
-        """The parts the part-swap loss swaps (`part_swap.swap_parts`)."""
-        return swap_parts(self.swap_channels)
-
-    @property
-    def gamma(self) -> float:
-        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.size**2 / self.batch
-
-    @property
-    def ema_nimg(self) -> float:
-        return 1000.0 * (self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32)
-
-    def generator_config(self, name: str = "", description: str = "") -> GeneratorConfig:
-        return GeneratorConfig(size=self.size, style_dim=self.style_dim, n_mlp=self.n_mlp, channels=self.channels,
-                               lr_mlp=0.01, name=name, description=description)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        return from_known_keys(cls, d, "training config")
-
-
-# The settings a branch may change: the losses' weights and what they read, and the learning rate. G, D, their
-# optimisers' moments and the data stay the checkpoint's, which is the point of branching rather than a warm start
-# (`init`), whose fresh optimisers and EMA jolt a trained G.
-BRANCH_SETTINGS = ("color_stats", "within_group", "part_swap", "swap_pairs", "swap_weights", "swap_channels",
-                   "swap_gan", "stat_parts", "part_area", "lr")
 
 
 def render_faces(n: int, size: int, cache: Path | None = None) -> tuple[Tensor, Tensor]:
@@ -517,15 +379,8 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = TrainConfig.from_dict(state["config"])
         if changes:
-            other = sorted(set(changes) - set(BRANCH_SETTINGS))
-            if other:
-                raise ValueError(f"a branch changes only {', '.join(BRANCH_SETTINGS)}; not {', '.join(other)} "
-                                 "(start a new run with --init for those)")
-            branched = f"{path} (step {state['step']})"
-            stats_read, reserved = config.stat_parts, config.swap_channels
-            config = replace(config, **changes, branched_from=branched)
-            if config.swap_channels != reserved:
-                _check_added_channels(reserved, config.swap_channels)
+            stats_read = config.stat_parts
+            config = branched(config, changes, f"{path} (step {state['step']})")
             if config.stat_parts != stats_read:  # the statistics loss's running moments have another layout
                 state = {k: v for k, v in state.items() if k != "color_stats"}
         if faces is None:
@@ -546,119 +401,3 @@ class Trainer:
         return trainer
 
 
-def _graceful_stop() -> tuple[dict, dict]:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between steps, so a stop never cuts a step in half."""
-    flag: dict = {"signal": None}
-    previous: dict = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, _frame: flag.update(signal=signum))
-    return flag, previous
-
-
-def _check_added_channels(before: dict, after: dict) -> None:
-    """A branch may reserve more channels for the part-swap loss, never fewer or others: the ones a run has
-    trained keep their part."""
-    if not before:
-        raise ValueError("this run trains the default reserved channels (part_swap.SWAP_CHANNELS); a branch cannot "
-                         "change them")
-    for part, layers in before.items():
-        for layer, channels in layers.items():
-            if not set(channels) <= set(after.get(part, {}).get(layer, ())):
-                raise ValueError(f"a branch may add reserved channels but keeps the checkpoint's: {part}'s "
-                                 f"{channels} at {layer} are not all in {after.get(part, {}).get(layer)}")
-
-
-def train(run_dir: Path, config: TrainConfig | None, steps: int, *, device: str = "auto", resume: Path | None = None,
-          sample_every: int = 250, checkpoint_every: int = 500, keep_every: int = 0, command: str = "",
-          progress: bool = True, faces: Tensor | None = None, labels: Tensor | None = None,
-          branch: Path | None = None, changes: dict | None = None) -> Trainer:
-    """Train until `steps` steps in total, resuming from `resume` or RUN_DIR/latest.pt when there is one.
-
-    A new RUN_DIR with `branch` continues that checkpoint's whole state (G, D, EMA, optimisers, step) under
-    `changes` to its loss settings (BRANCH_SETTINGS); the same call later resumes the branch.
-
-    Writes RUN_DIR/latest.pt every `checkpoint_every` steps, at the end and on SIGINT/SIGTERM, a copy that is
-    kept, RUN_DIR/step-NNNNNN.pt, every `keep_every` steps (0: none), and RUN_DIR/grids/step-NNNNNN.png every
-    `sample_every` steps. A resume keeps the checkpoint's config; `config`
-    (None: the defaults for a fresh run) must then match it.
-    """
-    started = time.perf_counter()
-    dev = resolve_device(device)
-    run_dir = Path(run_dir)
-    latest = run_dir / "latest.pt"
-    if branch is not None and resume is not None:
-        raise ValueError("name either a checkpoint to resume or one to branch from, not both")
-    resume = resume if resume is not None else (latest if latest.exists() else None)
-    if resume is not None and branch is not None:
-        trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
-        made = trainer.config
-        if not made.branched_from.startswith(f"{branch} (") or any(getattr(made, k) != v
-                                                                  for k, v in (changes or {}).items()):
-            raise ValueError(f"{run_dir} already holds a run that is not this branch of {branch} "
-                             f"(it {'branched from ' + made.branched_from if made.branched_from else 'began there'})"
-                             "; pick a new --run-dir")
-        tqdm.write(f"resumed the branch {resume} at step {trainer.step}")
-    elif branch is not None:
-        trainer = Trainer.load(Path(branch), faces, dev, cache=run_dir / "faces.npy", labels=labels,
-                               changes=changes)
-        tqdm.write(f"branched from {trainer.config.branched_from}; its config now: {trainer.config}")
-    elif resume is not None:
-        trainer = Trainer.load(Path(resume), faces, dev, cache=run_dir / "faces.npy", labels=labels)
-        if config is not None and config != trainer.config:
-            changed = {k: v for k, v in config.to_dict().items() if trainer.config.to_dict()[k] != v}
-            raise ValueError(f"{resume} was trained with {trainer.config}; it cannot resume with {changed}. "
-                             "Drop those flags to resume, or pick a new --run-dir")
-        tqdm.write(f"resumed {resume} at step {trainer.step} ({trainer.images_seen / 1000:.1f} kimg); "
-                   f"its config: {trainer.config}")
-    else:
-        config = config or TrainConfig()
-        if faces is None:
-            faces, labels = render_faces(config.n_faces, config.size, run_dir / "faces.npy")
-        trainer = Trainer(config, faces, dev, labels)
-        if config.init:
-            trainer.start_from(config.init)
-        if config.init_d:
-            trainer.start_d_from(config.init_d)
-    session = {"command": command, "hardware": f"{hardware(dev)}, {trainer.precision}", "start_step": trainer.step,
-               "end_step": trainer.step, "wall_s": 0.0}
-    trainer.sessions.append(session)
-    wall_before = trainer.wall_time
-
-    def checkpoint() -> None:
-        elapsed = time.perf_counter() - started
-        session.update(end_step=trainer.step, wall_s=elapsed)
-        trainer.wall_time = wall_before + elapsed
-        trainer.save(latest)
-
-    flag, previous = _graceful_stop()
-    bar = tqdm(total=steps, initial=trainer.step, disable=not progress, dynamic_ncols=True, mininterval=5,
-               unit="step")
-    recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=50))  # single-step GAN losses are too noisy
-    try:
-        while trainer.step < steps and flag["signal"] is None:
-            t0 = time.perf_counter()
-            stats = trainer.train_step()
-            stats["s/step"] = time.perf_counter() - t0
-            for k, v in stats.items():
-                recent[k].append(v)
-            running = {k: sum(v) / len(v) for k, v in recent.items()}
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in running.items()}, refresh=False)
-            if trainer.step % sample_every == 0:
-                trainer.sample_grid(run_dir / "grids" / f"step-{trainer.step:06d}.png")
-                tqdm.write(f"step {trainer.step} kimg {trainer.images_seen / 1000:.1f} "
-                           + " ".join(f"{k} {v:.4g}" for k, v in running.items()))
-            keep = keep_every and trainer.step % keep_every == 0
-            if keep or trainer.step % checkpoint_every == 0:
-                checkpoint()
-            if keep:
-                shutil.copyfile(latest, run_dir / f"step-{trainer.step:06d}.pt")
-    finally:
-        bar.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    checkpoint()
-    if flag["signal"] is not None:
-        tqdm.write(f"stopped by signal {flag['signal']} at step {trainer.step}; checkpoint {latest}")
-    return trainer

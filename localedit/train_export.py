@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from localedit.stylegan2 import Generator
-from localedit.train import TrainConfig
+from localedit.train_config import TrainConfig
 
 _PRECISION = {True: "bf16 autocast where the hardware has it (the table says per session)", False: "fp32"}
 

@@ -96,7 +96,8 @@ def test_within_group_loss_asks_for_variety_inside_each_group():
 def test_grouped_batch_shares_the_coarse_styles():
     from dataclasses import replace
 
-    from localedit.train import TrainConfig, Trainer
+    from localedit.train import Trainer
+    from localedit.train_config import TrainConfig
 
     config = TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8, groups=2, group_size=3,
                          shared_below=2)

@@ -95,7 +95,8 @@ def test_swap_loss_wants_the_references_colour_inside_and_no_change_outside():
 
 
 def test_a_training_step_with_the_part_swap_loss(tmp_path):
-    from localedit.train import TrainConfig, Trainer, render_faces
+    from localedit.train import Trainer, render_faces
+    from localedit.train_config import TrainConfig
 
     config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
                          part_swap=1.0, swap_pairs=4)
@@ -119,7 +120,8 @@ def test_a_training_step_with_the_part_swap_loss(tmp_path):
 
 
 def test_each_part_weighs_its_own_swap_loss_and_a_branch_may_reweigh_them(tmp_path):
-    from localedit.train import TrainConfig, Trainer, render_faces
+    from localedit.train import Trainer, render_faces
+    from localedit.train_config import TrainConfig
 
     config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
                          part_swap=1.0, swap_pairs=4)
@@ -222,7 +224,8 @@ def test_swap_per_part_names_one_count_or_one_per_part():
 
 
 def test_a_branch_may_add_reserved_channels_but_keeps_those_it_trained(tmp_path):
-    from localedit.train import TrainConfig, Trainer, render_faces
+    from localedit.train import Trainer, render_faces
+    from localedit.train_config import TrainConfig
 
     chosen = {"eyes": {"convs.5": [1]}, "mouth": {"convs.5": [3]}}
     config = TrainConfig(size=32, channels=(32, 16, 16, 8), style_dim=32, batch=4, n_faces=8, r1_every=2,
@@ -270,7 +273,8 @@ def test_swap_per_part_needs_swap_from_init_and_writes_nothing(tmp_path):
 
 def test_a_branch_adds_channels_only_to_a_run_that_reserved_them_from_its_init_model(tmp_path):
     from localedit.__main__ import main
-    from localedit.train import TrainConfig, train
+    from localedit.train_config import TrainConfig
+    from localedit.train_run import train
 
     train(tmp_path / "run", TrainConfig(size=16, channels=(32, 16, 16), style_dim=32, batch=4, n_faces=8), steps=1,
           progress=False)

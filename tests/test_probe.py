@@ -9,7 +9,8 @@ import torch
 from localedit.hub import load_model
 from localedit.judge import load_judge
 from localedit.probe import Probe, checkpoint_generator, probe
-from localedit.train import TrainConfig, train
+from localedit.train_config import TrainConfig
+from localedit.train_run import train
 
 
 @pytest.fixture(scope="module")

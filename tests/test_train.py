@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from localedit.discriminator import Discriminator, minibatch_stddev
-from localedit.train import TrainConfig, Trainer, train
+from localedit.train import Trainer
+from localedit.train_config import TrainConfig
 from localedit.train_export import export
+from localedit.train_run import train
 
 
 class LabelsJudge:
@@ -139,7 +141,7 @@ def test_bf16_only_where_the_hardware_has_it(monkeypatch):
     from localedit import train
 
     faces = torch.zeros(8, 3, 16, 16, dtype=torch.uint8)
-    config = train.TrainConfig(size=16, channels=(16, 16, 8), style_dim=16, batch=4, n_faces=8)
+    config = TrainConfig(size=16, channels=(16, 16, 8), style_dim=16, batch=4, n_faces=8)
     monkeypatch.setattr(train, "native_bf16", lambda device: False)
     assert train.Trainer(config, faces).precision == "fp32"  # an AVX2-only CPU: emulated bf16 is slow
     monkeypatch.setattr(train, "native_bf16", lambda device: True)
