@@ -178,7 +178,8 @@ def fidelity(upload: Upload) -> str:
     size = upload.projection.shape[0]
     return (f"**PSNR {upload.psnr:.1f} dB** against your picture's centre square at {size} px. The model shows "
             "only what it can represent: this is its nearest image to your picture (a photo comes back from a "
-            "cartoon model as a cartoon face), and the edit starts from it.")
+            "cartoon model as a cartoon face), and the edit starts from it. Edits of a picture move the part less, "
+            "and change more around it, than edits of a seed: the model card says by how much.")
 
 
 def page_controls(values: Sequence, uploads: Uploads) -> list | None:

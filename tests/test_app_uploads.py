@@ -228,6 +228,7 @@ def test_the_page_projects_under_a_progress_bar_and_edits_when_ready(app, endpoi
     assert np.array_equal(_pixels(projected), upload.projection)
     assert line.startswith(f"**PSNR {upload.psnr:.1f} dB** against your picture's centre square at 32 px")
     assert "only what it can represent" in line and "cartoon face" in line
+    assert "than edits of a seed" in line  # uploads edit less well than seeds (issue 13's editability), said plainly
     assert app.project_page("tiny", None) == (None, "", "", gr.skip())  # cleared
     # The single edit's listener: an upload source waits for its projection, then is edited like a seed.
     controls = list(app.astuple(app.DEFAULT))
