@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                    "keeps its checkpoint's and takes the added ones from that catalog as it is now")
     p.add_argument("--swap-per-part", action="append", default=[], metavar="N|PART=N", help="with "
                    "--swap-from-init: channels reserved per part in each layer (default 3), or for one part (nose=N or "
-                   "skin=N adds that part to the eyes and the mouth); the 64 "
+                   "skin=N adds that part to the eyes and the mouth; the skin's layers start at 8 px); the 64 "
                    "px layers have only 32, and what the parts take the rest cannot draw. A branch may add channels "
                    "to its checkpoint's")
     p.add_argument("--init", help="a new run starts G from this model folder's generator (D from scratch)")

@@ -303,7 +303,8 @@ def _added_channels(init: str, size: int, reserved: dict, counts: dict[str, int]
     catalog = load_model(init).catalog
     rows = _catalog_rows(catalog, init, [part for part in counts if part not in reserved],
                          [part for part in counts if part in reserved])
-    return extend_reserved(reserved, rows, swap_layers(catalog.style_layers, size), counts)
+    return extend_reserved(reserved, rows, {part: swap_layers(catalog.style_layers, size, part) for part in counts},
+                           counts)
 
 
 def _catalog_reserved(catalog, where: str, size: int, per_part: int | dict[str, int] | None = None) -> dict:
@@ -312,7 +313,7 @@ def _catalog_reserved(catalog, where: str, size: int, per_part: int | dict[str, 
 
     parts = swap_parts(per_part) if isinstance(per_part, dict) else tuple(SWAP_CHANNELS)
     rows = _catalog_rows(catalog, where, parts)
-    layers = swap_layers(catalog.style_layers, size)
+    layers = {part: swap_layers(catalog.style_layers, size, part) for part in parts}
     return reserve_channels(rows, layers) if per_part is None else reserve_channels(rows, layers, per_part)
 
 

@@ -41,13 +41,18 @@ SWAP_PARTS = ("eyes", "mouth", "nose", "skin")
 # skin has them follow it. Every other part's region is itself.
 SWAP_REGIONS = {"skin": ("skin", "nose", "ears")}
 LOCALITY_SCALE = 20.0  # an RMS change of 0.05 (in [-1, 1] RGB) outside the part weighs as no transfer at all
+# The narrowest inputs, as a share of the image's width, of the layers a part's channels are reserved in (1/2
+# unless named). The skin covers a third of the face, and its colour is set in the coarse layers, where the
+# generator renders it together with the hair's and the background's: at 8 px wide (for 64 px) it is still a few
+# pixels, so a channel there can be active on it alone.
+SWAP_WIDTHS = {"skin": 8}
 
 
-def swap_layers(layers: Iterable[str], size: int) -> list[str]:
+def swap_layers(layers: Iterable[str], size: int, part: str | None = None) -> list[str]:
     """The style layers whose inputs are at least half the image's width (for 64 px: convs.5, to_rgbs.2, convs.6,
-    convs.7, to_rgbs.3). There the eyes and lips are a few pixels, not a fraction of one, so a channel can be
-    active on them alone."""
-    return [layer for layer in layers if input_resolution(layer) >= size // 2]
+    convs.7, to_rgbs.3), or 1/SWAP_WIDTHS[part] of it. There the eyes and lips are a few pixels, not a fraction
+    of one, so a channel can be active on them alone."""
+    return [layer for layer in layers if input_resolution(layer) >= size // SWAP_WIDTHS.get(part, 2)]
 
 
 def swap_parts(channels: Mapping[str, object]) -> tuple[str, ...]:
@@ -74,13 +79,24 @@ def swap_part(target: Mapping[str, Tensor], reference: Mapping[str, Tensor], par
     return out
 
 
-def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[str],
+Layers = Iterable[str] | Mapping[str, Iterable[str]]  # the same layers for every part, or {part: its layers}
+
+
+def _part_layers(layers: Layers, parts: Iterable[str]) -> dict[str, list[str]]:
+    """{part: its layers} of `layers` (see Layers) for each of `parts`."""
+    if isinstance(layers, Mapping):
+        return {part: list(layers.get(part, ())) for part in parts}
+    return dict.fromkeys(parts, list(layers))
+
+
+def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Layers,
                      per_part: int | Mapping[str, int] = PER_PART) -> dict[str, dict[str, list[int]]]:
     """Reserved channels chosen from a catalog: for each part in `rows` ({part: its M rows {layer: [C]}}, Eq. 1)
-    and each layer, the `per_part` channels (one count for every part, or {part: count}) with the largest M that
-    no earlier part took. A generator whose channels already lie on the part has less to learn than one given
-    arbitrary channels. Raising a part's count keeps the channels it had, and those of the parts before it in
-    `rows`; a part after it may lose one to it, and a part added after the others takes what they left."""
+    and each of its layers (`layers`: the same for every part, or {part: layers}), the `per_part` channels (one
+    count for every part, or {part: count}) with the largest M that no earlier part took. A generator whose
+    channels already lie on the part has less to learn than one given arbitrary channels. Raising a part's count
+    keeps the channels it had, and those of the parts before it in `rows`; a part after it may lose one to it,
+    and a part added after the others takes what they left."""
     counts = dict.fromkeys(rows, per_part) if isinstance(per_part, int) else dict(per_part)
     if set(counts) != set(rows) or min(counts.values()) < 1:
         raise ValueError(f"per_part must be at least 1 for each of {list(rows)}, got {per_part}")
@@ -88,20 +104,23 @@ def reserve_channels(rows: Mapping[str, Mapping[str, Tensor]], layers: Iterable[
 
 
 def extend_reserved(reserved: Mapping[str, Mapping[str, Sequence[int]]], rows: Mapping[str, Mapping[str, Tensor]],
-                    layers: Iterable[str], counts: Mapping[str, int]) -> dict[str, dict[str, list[int]]]:
+                    layers: Layers, counts: Mapping[str, int]) -> dict[str, dict[str, list[int]]]:
     """A branch's reserved channels: `reserved` ({part: {layer: [c]}}, what its checkpoint trained) kept as they
     are, each part of `counts` ({part: n}, served in that order) filled up to n per layer with the channels of
     largest M in `rows` (a catalog's, for every part that needs more) that no part holds yet. Unlike reserving
     afresh from the catalog, this keeps every trained channel whichever catalog ranks the new ones."""
     chosen = {part: {layer: list(cs) for layer, cs in layers_.items()} for part, layers_ in reserved.items()}
     wanted = {**dict.fromkeys(chosen, 0), **counts}
+    own = _part_layers(layers, wanted)
     short = [part for part, n in wanted.items() if part not in rows
-             and any(len(chosen.get(part, {}).get(layer, ())) < n for layer in layers)]
+             and any(len(chosen.get(part, {}).get(layer, ())) < n for layer in own[part])]
     if short:
         raise ValueError(f"no catalog rows to reserve channels for {short} from")
-    for layer in layers:
+    for layer in dict.fromkeys(layer for part_layers in own.values() for layer in part_layers):
         taken = {c for part in chosen.values() for c in part.get(layer, ())}
         for part, n in wanted.items():
+            if layer not in own[part]:
+                continue
             have = chosen.setdefault(part, {}).setdefault(layer, [])
             if len(have) >= n:
                 continue

@@ -18,6 +18,10 @@ LAYERS_64 = ("conv1", "to_rgb1", "convs.0", "convs.1", "to_rgbs.0", "convs.2", "
 def test_the_swap_layers_are_those_fed_at_half_the_width_or_more():
     assert swap_layers(LAYERS_64, 64) == ["convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3"]
     assert swap_layers(LAYERS_64[:9], 32) == ["convs.3", "to_rgbs.1", "convs.4"]
+    assert swap_layers(LAYERS_64, 64, "eyes") == swap_layers(LAYERS_64, 64)
+    # The skin's colour is set in the coarse layers: its channels may lie from the 8 px inputs on.
+    assert swap_layers(LAYERS_64, 64, "skin") == ["convs.1", "to_rgbs.0", "convs.2", "convs.3", "to_rgbs.1", "convs.4",
+                                                  *swap_layers(LAYERS_64, 64)]
 
 
 def test_swap_part_takes_only_the_reserved_channels_of_the_swap_layers():
@@ -203,6 +207,12 @@ def test_a_branch_extends_its_reserved_channels_and_keeps_them_whatever_the_cata
     assert extend_reserved(trained, rows, ["a", "b"], {"eyes": 1, "mouth": 2}) == trained
     with pytest.raises(ValueError, match="no catalog rows"):
         extend_reserved(trained, rows, ["a", "b"], {"eyes": 1, "mouth": 3})
+    # Each part in its own layers: the skin also at "c", where nobody else holds channels, and the others not.
+    rows["skin"]["c"] = torch.tensor([0.0, 0.1, 0.0, 0.0, 0.7])
+    own = {"eyes": ["a", "b"], "mouth": ["a", "b"], "skin": ["c", "a", "b"]}
+    assert extend_reserved(trained, rows, own, counts) == {
+        "eyes": {"a": [4], "b": [0]}, "mouth": {"a": [1, 3], "b": [2, 1]}, "skin": {"c": [4, 1], "a": [2, 0],
+                                                                                  "b": [3, 4]}}
 
 
 def test_swap_per_part_names_one_count_or_one_per_part():
@@ -290,9 +300,10 @@ def test_a_branch_adds_the_skin_from_its_init_catalog_and_keeps_the_channels_it_
     layers = ["convs.5", "to_rgbs.2", "convs.6", "convs.7", "to_rgbs.3"]
     trained = {"eyes": dict.fromkeys(layers, [30]), "mouth": {layer: [0, 31] for layer in layers}}
     chosen = _added_channels("assets/faces64", 64, trained, {"eyes": 1, "mouth": 2, "skin": 3})
-    assert {p: chosen[p] for p in ("eyes", "mouth")} == trained and set(chosen["skin"]) == set(layers)
-    for layer in layers:
-        held = [c for part in chosen.values() for c in part[layer]]
-        assert len(chosen["skin"][layer]) == 3 and len(set(held)) == len(held) == 6
+    coarser = ["convs.1", "to_rgbs.0", "convs.2", "convs.3", "to_rgbs.1", "convs.4"]  # the skin's from 8 px on
+    assert {p: chosen[p] for p in ("eyes", "mouth")} == trained and set(chosen["skin"]) == {*coarser, *layers}
+    for layer in coarser + layers:
+        held = [c for part in chosen.values() for c in part.get(layer, ())]
+        assert len(chosen["skin"][layer]) == 3 and len(set(held)) == len(held) == (6 if layer in layers else 3)
     with pytest.raises(ValueError, match="names no \\['ears'\\]"):
         _added_channels("assets/faces64", 64, trained, {"eyes": 1, "mouth": 2, "ears": 1})
