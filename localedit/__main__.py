@@ -2,8 +2,8 @@
 
 This module builds the parser and runs the chosen command; the handlers live in localedit.cli_models (catalog,
 sheet, label, suggest, samples, tune, convert, push), localedit.cli_edits (edit, project) and
-localedit.cli_measure (bench, evaluate, evaluate-projection, train, train-encoder, train-judge, render-faces), and
-what they share in localedit.cli. --help shows only the first paragraph above.
+localedit.cli_measure (bench, evaluate, evaluate-projection, train, train-encoder, train-judge, render-faces,
+ceiling), and what they share in localedit.cli. --help shows only the first paragraph above.
 """
 
 from __future__ import annotations
@@ -319,6 +319,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--offset", type=int, default=0, help="first face index")
     p.add_argument("--upscale", type=int, default=4, help="pixel enlargement in the PNG")
     p.set_defaults(func=cli_measure.cmd_render_faces)
+
+    p = command("ceiling", help="the transfer figures of perfect edits of the procedural faces (the renderer's own "
+                "part swap): the most a part's gates can ask")
+    p.add_argument("--part", default="nose", help="the part (one that draws its whole look from its own stream)")
+    p.add_argument("--pairs", type=int, default=300, help="held-out face pairs")
+    p.set_defaults(func=cli_measure.cmd_ceiling)
 
     p = command("convert", help="a rosinality .pt or NVIDIA .pkl StyleGAN2 checkpoint → a model folder")
     p.add_argument("checkpoint", help="rosinality .pt/.pth/.ckpt (g_ema) or NVIDIA stylegan2-ada/stylegan3 .pkl")

@@ -389,3 +389,16 @@ def cmd_render_faces(args: argparse.Namespace) -> None:
     labels = out.with_name(out.stem + "_labels" + out.suffix)
     save_grid(str(out), str(labels), n=args.n, size=args.size, offset=args.offset, upscale=args.upscale)
     print(f"wrote {out} and {labels}")
+
+
+def cmd_ceiling(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from localedit.ceiling import ceiling
+    from localedit.transfer import Transfer
+
+    with tqdm(total=args.pairs, desc="perfect edits") as bar:
+        figures = ceiling(args.part, args.pairs, progress=lambda i: bar.update(i - bar.n))
+    print(f"a perfect {args.part} edit, {figures.pairs} held-out pairs of procedural faces, exact labels:")
+    print(f"{'part':>12} {Transfer.HEADER}")
+    print(f"{args.part:>12} {figures.row()}")

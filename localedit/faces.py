@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -42,6 +43,10 @@ from localedit.face_drawing import (
 )
 
 PARTS = ("background", "skin", "hair", "eyes", "eyebrows", "nose", "mouth", "ears", "clothes")
+
+# The random streams a face draws, one per aspect, in the order they are spawned from its seed. The parts' colours
+# all come from "color"; the others draw outlines.
+STREAMS = ("pose", "head", "hair", "eyes", "brows", "nose", "mouth", "color", "body")
 
 # A fixed salt, so the face stream cannot collide with other seeded streams in the project.
 SEED_BASE = 20_200_615
@@ -179,12 +184,27 @@ def _supersample(size: int) -> int:
     return 4 if size <= 64 else 2
 
 
-def render_face(index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Face number `index` as (image uint8 [size, size, 3], labels uint8 [size, size]) indexing PARTS."""
-    if index < 0:
-        raise ValueError(f"face indices are non-negative, got {index}")
+def _streams(index: int) -> list[np.random.SeedSequence]:
+    return np.random.SeedSequence([SEED_BASE, index]).spawn(len(STREAMS))
+
+
+def render_face(index: int, size: int = 64, swap: Mapping[str, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Face number `index` as (image uint8 [size, size, 3], labels uint8 [size, size]) indexing PARTS.
+
+    `swap` ({stream: index}) draws the named STREAMS from other faces: `swap={"nose": r}` is face `index` with
+    face r's nose outline and everything else its own, the edit a perfect nose transfer would make (the nose's
+    colour is a shade of the skin's).
+    """
+    for i in (index, *(swap or {}).values()):
+        if i < 0:
+            raise ValueError(f"face indices are non-negative, got {i}")
+    unknown = set(swap or {}) - set(STREAMS)
+    if unknown:
+        raise ValueError(f"unknown streams {sorted(unknown)}; the streams are {', '.join(STREAMS)}")
     # One stream per aspect, so changing how one part is drawn leaves every other part of every face unchanged.
-    streams = np.random.SeedSequence([SEED_BASE, index]).spawn(9)
+    streams = _streams(index)
+    for name, other in (swap or {}).items():
+        streams[STREAMS.index(name)] = _streams(other)[STREAMS.index(name)]
     pose_rng, head_rng, hair_rng, eye_rng, brow_rng, nose_rng, mouth_rng, color_rng, body_rng = (
         np.random.default_rng(s) for s in streams
     )

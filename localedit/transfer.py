@@ -9,6 +9,10 @@ reference R, edited E) triples with the judge's labels on each image:
   median is taken over pairs whose gap ‖μ_T − μ_R‖ is at least `MIN_GAP` ΔE, where the measure is meaningful;
 - shape transfer = (IoU(E, R) − IoU(T, R)) / (1 − IoU(T, R)) on the masks: how far the part's outline moved
   from the target's towards the reference's;
+- centred shape transfer: the same with each mask first moved so that its centroid sits at one point (`centred`),
+  the outline apart from where it lies. A local edit keeps the part where the target's face has it, so where two
+  faces place the part apart (the nose sits where the pose puts it), IoU(E, R) stays low even for an edit that
+  gives the target exactly the reference's part; the centred figure measures the outline alone;
 - visibility: among pairs whose parts differ (a colour gap ≥ `MIN_GAP` or a mask IoU(T, R) ≤ `MAX_SAME_IOU`),
   the share whose mean ΔE² between E and T inside the union of T's and E's masks is at least `VISIBLE`;
 - leak: the mean ΔE² outside that union divided by the mean inside it (means over every pixel of every pair,
@@ -47,15 +51,16 @@ class Transfer:
     pairs: int
     color_pairs: int  # pairs with a colour gap ≥ MIN_GAP
     differing_pairs: int  # pairs whose parts differ, the denominator of `visible`
+    shape_centred: float = math.nan  # NaN in figures measured before it was
 
-    HEADER = f"{'colour':>7} {'shape':>6} {'visible':>8} {'leak':>7}"
+    HEADER = f"{'colour':>7} {'shape':>6} {'centred':>7} {'visible':>8} {'leak':>7}"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def row(self) -> str:
         """The four figures in the columns of HEADER, for the command line's tables."""
-        return f"{self.color:7.2f} {self.shape:6.2f} {self.visible:8.0%} {self.leak:7.3f}"
+        return f"{self.color:7.2f} {self.shape:6.2f} {self.shape_centred:7.2f} {self.visible:8.0%} {self.leak:7.3f}"
 
 
 def part_mask(labels: Tensor, lab: Tensor, part: str) -> Tensor:
@@ -83,11 +88,26 @@ def iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
+def centred(masks: Tensor) -> Tensor:
+    """Bool masks [B, H, W] → [B, 2H, 2W], each moved so that its centroid (rounded to a pixel) lies at (H, W).
+    The canvas is twice the size, so no mask is clipped; an empty mask stays empty."""
+    b, h, w = masks.shape
+    out = torch.zeros(b, 2 * h, 2 * w, dtype=torch.bool, device=masks.device)
+    k, y, x = masks.nonzero(as_tuple=True)
+    count = masks.sum(dim=(1, 2)).clamp_min(1).double()
+    cy = torch.zeros(b, dtype=torch.double, device=masks.device).index_add_(0, k, y.double()) / count
+    cx = torch.zeros(b, dtype=torch.double, device=masks.device).index_add_(0, k, x.double()) / count
+    # Half up, not half to even: two masks of one outline must land on the same pixels wherever they lie.
+    out[k, y - (cy + 0.5).floor().long()[k] + h, x - (cx + 0.5).floor().long()[k] + w] = True
+    return out
+
+
 def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_t: Tensor, labels_r: Tensor,
                  labels_e: Tensor) -> dict[str, np.ndarray]:
     """Per-pair figures for a batch of B triples: CIELAB [B, 3, H, W] and judge labels [B, H, W] of T, R, E.
 
-    Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er, inside and
+    Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er, their centred
+    ciou_tr and ciou_er (`centred`), inside and
     outside (ΔE² between E and T summed inside and outside the union of T's and E's masks) and n_inside,
     n_outside (their pixel counts); and [B, 3]: wanted (μ_R − μ_T) and made (μ_E − μ_T), for `axis_slopes`.
     """
@@ -102,7 +122,9 @@ def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_
     inside = (err * union).sum(dim=(1, 2))
     outside = (err * ~union).sum(dim=(1, 2))
     n_in = union.sum(dim=(1, 2))
+    moved = [centred(mask) for mask in whole]
     out = {"gap": gap, "color": color, "iou_tr": iou(whole[0], whole[1]), "iou_er": iou(whole[2], whole[1]),
+           "ciou_tr": iou(moved[0], moved[1]), "ciou_er": iou(moved[2], moved[1]),
            "inside": inside, "outside": outside, "n_inside": n_in, "n_outside": union[0].numel() - n_in,
            "wanted": mu_r - mu_t, "made": mu_e - mu_t}
     return {k: v.double().numpy() for k, v in out.items()}
@@ -142,6 +164,12 @@ def summarize(figures: dict[str, np.ndarray]) -> Transfer:
     iou_tr, iou_er = figures["iou_tr"], figures["iou_er"]
     movable = iou_tr < 1
     shape = (iou_er[movable] - iou_tr[movable]) / (1 - iou_tr[movable])  # median, like the colour
+    shape_centred = math.nan
+    if "ciou_tr" in figures:
+        ciou_tr, ciou_er = figures["ciou_tr"], figures["ciou_er"]
+        reshapable = ciou_tr < 1
+        if reshapable.any():
+            shape_centred = float(np.median((ciou_er[reshapable] - ciou_tr[reshapable]) / (1 - ciou_tr[reshapable])))
     n_in = figures["n_inside"]
     mean_in = np.where(n_in > 0, figures["inside"] / np.maximum(n_in, 1), 0.0)
     differ = differing(figures)
@@ -154,6 +182,7 @@ def summarize(figures: dict[str, np.ndarray]) -> Transfer:
         pairs=int(gap.size),
         color_pairs=int(has_color.sum()),
         differing_pairs=int(differ.sum()),
+        shape_centred=shape_centred,
     )
 
 

@@ -92,3 +92,24 @@ def test_tile_layout():
     grid = tile(images, columns=2, factor=2)
     assert grid.shape == (8, 8, 3)
     assert grid[0, 0, 0] == 0 and grid[0, 4, 0] == 1 and grid[4, 0, 0] == 2 and grid[4, 4, 0] == 0
+
+
+def test_a_swapped_stream_changes_that_part_alone():
+    nose = PARTS.index("nose")
+    image, labels = render_face(40)
+    other_image, other_labels = render_face(41)
+    swapped, swapped_labels = render_face(40, swap={"nose": 41})
+    # Nothing but the nose changed: outside both noses, the pixels are the face's own.
+    near = np.pad((labels == nose) | (swapped_labels == nose), 1)
+    # A pixel's margin, where the anti-aliased edges mix.
+    away = ~np.any([near[1 + dy:65 + dy, 1 + dx:65 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    np.testing.assert_array_equal(swapped[away], image[away])
+    assert (swapped_labels != labels).any()
+    # The nose is the other face's, where it sits on this face.
+    assert (swapped_labels == nose).sum() == pytest.approx((other_labels == nose).sum(), rel=0.35)
+    assert render_face(40, swap={"nose": 40})[0].tobytes() == image.tobytes()
+    with pytest.raises(ValueError, match="unknown streams"):
+        render_face(40, swap={"nostril": 41})
+    with pytest.raises(ValueError, match="non-negative"):
+        render_face(40, swap={"nose": -1})
+

@@ -11,7 +11,7 @@ from localedit.evaluate import tuning_seeds
 from localedit.faces import PARTS
 from localedit.parts import Part
 from localedit.query import saturating_epsilon, sequential_query
-from localedit.transfer import Transfer, pair_figures, part_mask, summarize
+from localedit.transfer import Transfer, centred, pair_figures, part_mask, summarize
 from localedit.tune import Candidate, Trial, choose, pick_examples
 
 MOUTH, SKIN = PARTS.index("mouth"), PARTS.index("skin")
@@ -60,6 +60,23 @@ def test_shape_transfer_and_small_gaps():
     assert f.shape == 1.0 and math.isnan(f.color) and f.color_pairs == 0  # no colour gap to measure
     assert f.differing_pairs == 1 and f.visible == 1.0  # the mouth left its place and appeared in another
     assert summarize(_figures(t, r, t)).shape == 0.0
+
+
+def test_centred_shape_transfer_counts_the_outline_not_where_it_lies():
+    same = (50, 30, 10)
+    t = _scene([same], [(4, 6, 2, 6)])  # a 2×4 mouth at the left
+    r = _scene([same], [(8, 12, 9, 15)])  # a 4×6 mouth, lower and to the right
+    e = _scene([same], [(3, 7, 1, 7)])  # the reference's 4×6 outline, where the target's mouth was
+    f = summarize(_figures(t, r, e))
+    assert f.shape < 0.1  # it barely overlaps the reference's mouth where that lies ...
+    assert f.shape_centred == 1.0  # ... but it is the reference's outline
+    assert summarize(_figures(t, r, t)).shape_centred == 0.0
+    # Moving the target's own outline changes neither.
+    moved = summarize(_figures(t, r, _scene([same], [(5, 7, 3, 7)])))
+    assert moved.shape_centred == 0.0
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    assert centred(masks)[0, 4, 4] and centred(masks).sum() == 1  # the empty mask stays empty
 
 
 def test_the_iris_leaves_out_white_pixels():
