@@ -42,6 +42,7 @@ from localedit.share import (
     query_of,
     short,
 )
+from localedit.transfer import VISIBLE
 from localedit.viz import diff_image, upscale
 
 try:  # On a ZeroGPU Space each call borrows a GPU; anywhere else it only runs on the requests' threads.
@@ -90,6 +91,11 @@ def stats_line(editor: Editor, result: EditResult) -> str:
     layers = sum(1 for n in result.changed.values() if n)
     share = float(result.roi.mean())
     roi = f"ROI {share:.0%} of the target" if share else "the part is not on the target (empty ROI)"
+    if share and result.in_mse < VISIBLE:
+        # The measures' own threshold of a visible change (`transfer.VISIBLE`), so the page says what they count.
+        roi += (f" · **barely visible**: under {VISIBLE ** 0.5:g} ΔE\\* inside the part. The reference's part may "
+                "look like the target's, or this model may move this part little: its card's transfer table says "
+                "how far")
     return (f"**In-MSE** {result.in_mse:.1f} · **Out-MSE** {result.out_mse:.1f} (ΔE\\*², inside / outside the "
             f"part) · **channels changed** {changed} of {total} in {layers} layers · {roi}")
 

@@ -167,6 +167,20 @@ def test_every_endpoint(app, client, tiny_generator, tiny_catalog):
     assert restored["controls"]["epsilon"] == 12.5 and restored["controls"]["part"] == "mouth"
 
 
+def test_stats_say_when_an_edit_barely_shows(tiny_generator, tiny_catalog):
+    from app_endpoints import stats_line
+
+    editor = Editor(tiny_generator, tiny_catalog)
+    result = editor.edit(3, 7, "mouth", epsilon=12.5, truncation=0.6)
+    assert result.roi.any()
+    for in_mse, barely in ((0.4, True), (24.9, True), (25.0, False), (300.0, False)):
+        stats = stats_line(editor, replace(result, in_mse=in_mse))
+        assert ("**barely visible**: under 5 ΔE" in stats) == barely, (in_mse, stats)
+    # With no part on the target there is nothing to see, and the stats say that instead.
+    empty = replace(result, in_mse=0.0, roi=np.zeros_like(result.roi))
+    assert "barely" not in stats_line(editor, empty) and "empty ROI" in stats_line(editor, empty)
+
+
 def test_defaults_fill_in_for_none(client):
     *_, query = client.predict("tiny", 1, 2, "mouth", None, "sequential", None, None, None, api_name="/edit")
     assert "epsilon=10&" in query and "threshold=0.1&" in query and query.endswith("truncation=0.7")
