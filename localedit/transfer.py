@@ -59,7 +59,7 @@ class Transfer:
         return asdict(self)
 
     def row(self) -> str:
-        """The four figures in the columns of HEADER, for the command line's tables."""
+        """The five figures in the columns of HEADER, for the command line's tables."""
         return f"{self.color:7.2f} {self.shape:6.2f} {self.shape_centred:7.2f} {self.visible:8.0%} {self.leak:7.3f}"
 
 
@@ -106,10 +106,10 @@ def pair_figures(part: str, lab_t: Tensor, lab_r: Tensor, lab_e: Tensor, labels_
                  labels_e: Tensor) -> dict[str, np.ndarray]:
     """Per-pair figures for a batch of B triples: CIELAB [B, 3, H, W] and judge labels [B, H, W] of T, R, E.
 
-    Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er, their centred
-    ciou_tr and ciou_er (`centred`), inside and
-    outside (ΔE² between E and T summed inside and outside the union of T's and E's masks) and n_inside,
-    n_outside (their pixel counts); and [B, 3]: wanted (μ_R − μ_T) and made (μ_E − μ_T), for `axis_slopes`.
+    Returns arrays [B]: gap, color (NaN where a mask is empty or the gap is 0), iou_tr, iou_er and the same of the
+    `centred` masks, ciou_tr and ciou_er, inside and outside (ΔE² between E and T summed inside and outside the
+    union of T's and E's masks) and n_inside, n_outside (their pixel counts); and [B, 3]: wanted (μ_R − μ_T)
+    and made (μ_E − μ_T), for `axis_slopes`.
     """
     m_t, m_r, m_e = (part_mask(lb, lab, part) for lb, lab in ((labels_t, lab_t), (labels_r, lab_r),
                                                                 (labels_e, lab_e)))
