@@ -158,31 +158,31 @@ def axis_slopes(figures: dict[str, np.ndarray]) -> tuple[float, float, float]:
     return tuple(float(x) for x in slopes)
 
 
+def _outline_moved(iou_tr: np.ndarray, iou_er: np.ndarray) -> float:
+    """The median over pairs of (IoU(E, R) − IoU(T, R)) / (1 − IoU(T, R)), like the colour's; pairs whose masks
+    already agree (IoU(T, R) = 1) have nothing to move and are left out. NaN when no pair is left."""
+    movable = iou_tr < 1
+    if not movable.any():
+        return math.nan
+    return float(np.median((iou_er[movable] - iou_tr[movable]) / (1 - iou_tr[movable])))
+
+
 def summarize(figures: dict[str, np.ndarray]) -> Transfer:
     """Per-pair figures (from `pair_figures`) → the part's `Transfer`."""
     gap, color, has_color = figures["gap"], figures["color"], colored(figures)
-    iou_tr, iou_er = figures["iou_tr"], figures["iou_er"]
-    movable = iou_tr < 1
-    shape = (iou_er[movable] - iou_tr[movable]) / (1 - iou_tr[movable])  # median, like the colour
-    shape_centred = math.nan
-    if "ciou_tr" in figures:
-        ciou_tr, ciou_er = figures["ciou_tr"], figures["ciou_er"]
-        reshapable = ciou_tr < 1
-        if reshapable.any():
-            shape_centred = float(np.median((ciou_er[reshapable] - ciou_tr[reshapable]) / (1 - ciou_tr[reshapable])))
     n_in = figures["n_inside"]
     mean_in = np.where(n_in > 0, figures["inside"] / np.maximum(n_in, 1), 0.0)
     differ = differing(figures)
     leak = leak_ratio(figures["inside"].sum(), figures["outside"].sum(), n_in.sum(), figures["n_outside"].sum())
     return Transfer(
         color=float(np.median(color[has_color])) if has_color.any() else math.nan,
-        shape=float(np.median(shape)) if shape.size else math.nan,
+        shape=_outline_moved(figures["iou_tr"], figures["iou_er"]),
         visible=float(np.mean(mean_in[differ] >= VISIBLE)) if differ.any() else math.nan,
         leak=float(leak),
         pairs=int(gap.size),
         color_pairs=int(has_color.sum()),
         differing_pairs=int(differ.sum()),
-        shape_centred=shape_centred,
+        shape_centred=_outline_moved(figures["ciou_tr"], figures["ciou_er"]),
     )
 
 
